@@ -8,11 +8,15 @@ from collections.abc import Sequence
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sidecar", description="Tracing sidecar proxy with Kuma TrafficTrace semantics")
+    p = argparse.ArgumentParser(
+        prog="sidecar", description="Tracing sidecar proxy with Kuma TrafficTrace semantics"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     v = sub.add_parser("validate", help="check Kuma resources and report every problem")
-    v.add_argument("--config", action="append", required=True, metavar="PATH", help="file or directory (repeatable)")
+    v.add_argument(
+        "--config", action="append", required=True, metavar="PATH", help="file or directory (repeatable)"
+    )
 
     i = sub.add_parser("inspect", help="print the snapshot resolved for one dataplane")
     i.add_argument("--config", action="append", required=True, metavar="PATH")

@@ -1,23 +1,36 @@
-"""The one call the proxy makes per request head, and the one it makes when the exchange ends.
+"""The one call the proxy makes per request head (`Tracer.start`) and the one when it ends (`finish`).
 
-INTERFACE STUB written by the lead so the proxy can be built in parallel; the tracing helper replaces
-the bodies (keep the names, parameters and types; extend only with keyword arguments that have defaults).
+`start` reads the incoming trace headers, keeps or makes the x-request-id, decides sampling (an incoming
+decision wins, else the backend's percentage drawn from the request id), opens a SERVER or CLIENT span
+and says which headers to forward. `finish` closes the span and encodes it once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import random
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
-SpanKind = Literal["SERVER", "CLIENT"]
+from sidecar.tracing import b3, encode_json, encode_proto
+from sidecar.tracing.ids import hex64, new_id64
+from sidecar.tracing.request_id import is_valid_request_id, new_request_id
+from sidecar.tracing.sampling import sample, threshold
+from sidecar.tracing.span import Span, SpanKind, http_url, parse_endpoint
+
+__all__ = ["TRACE_HEADER_NAMES", "Decision", "OpenSpan", "SpanKind", "Tracer", "TracerSettings"]
+
+REQUEST_ID = b"x-request-id"
 
 #: Lowercase names of the request headers the tracing decision reads and may replace. The proxy passes
 #: the first value of each one present to `Tracer.start`, and drops from the forwarded head every name in
 #: `Decision.remove` before appending `Decision.headers`.
 TRACE_HEADER_NAMES: frozenset[bytes] = frozenset(
-    {b"x-request-id", b"b3", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid", b"x-b3-sampled", b"x-b3-flags"}
+    {REQUEST_ID, b3.B3_SINGLE, b3.TRACE_ID, b3.SPAN_ID, b3.PARENT_SPAN_ID, b3.SAMPLED, b3.FLAGS}
 )
+_ONLY_REQUEST_ID = frozenset({REQUEST_ID})
+
+OpenSpan = Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +41,7 @@ class TracerSettings:
     trace_id_128bit: bool = False
     shared_span_context: bool = True
     api_version: str = "httpJson"  # "httpJson" -> finish() returns JSON bytes, "httpProto" -> proto3 bytes
-
-
-class OpenSpan:
-    """A span between `Tracer.start` and `Tracer.finish` (fields owned by tracing/span.py)."""
+    single_header: bool = False  # also write the single `b3` header upstream (multi headers always)
 
 
 @dataclass(slots=True)
@@ -42,18 +52,38 @@ class Decision:
     sampled: bool
     headers: list[tuple[bytes, bytes]]  # lowercase name, value: append these to the forwarded head
     remove: frozenset[bytes]  # lowercase names to drop from the incoming head first
-    span: OpenSpan | None  # None when unsampled or when there is no backend
+    span: Span | None  # None when unsampled or when there is no backend
+    debug: bool = False
+
+
+def _wall_anchor_ns() -> int:
+    return time.time_ns() - time.monotonic_ns()
 
 
 class Tracer:
+    """Owns the clock and randomness of one proxy's spans; cheap enough to call per request."""
+
     def __init__(
         self,
         settings: TracerSettings | None,  # None: no TrafficTrace -> only x-request-id handling
         *,
         service_name: str,
         node_id: str,
+        rng: random.Random | None = None,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        wall_anchor_ns: int | None = None,
     ) -> None:
-        raise NotImplementedError
+        self.settings = settings
+        self.service_name = service_name
+        self.node_id = node_id
+        self._rng = rng if rng is not None else random.Random()
+        self._mono = monotonic_ns
+        # Timestamps come from the monotonic clock anchored once to wall time, so a clock step
+        # during a request cannot make a negative or huge duration.
+        self._anchor_ns = _wall_anchor_ns() if wall_anchor_ns is None else wall_anchor_ns
+        self._threshold = threshold(settings.sampling) if settings else 0
+        proto = settings is not None and settings.api_version == "httpProto"
+        self._encode = encode_proto.encode_span if proto else encode_json.encode_span
 
     def start(
         self,
@@ -70,11 +100,76 @@ class Tracer:
         upstream_cluster: str,  # Envoy-like cluster name: "localhost:8080" (inbound) or "backend" (outbound)
         remote_service: str | None = None,  # CLIENT: destination service, remoteEndpoint.serviceName
     ) -> Decision:
-        raise NotImplementedError
+        raw_id = incoming.get(REQUEST_ID)
+        if raw_id is not None and is_valid_request_id(raw_id):
+            request_id = raw_id.decode("ascii")
+        else:
+            request_id = new_request_id(self._rng)
+        settings = self.settings
+        if settings is None:
+            headers = [(REQUEST_ID, request_id.encode())]
+            return Decision(request_id, "", "", False, headers, _ONLY_REQUEST_ID, None)
+
+        ctx = b3.extract(incoming)
+        debug = ctx is not None and ctx.debug
+        if debug:
+            sampled = True
+        elif ctx is not None and ctx.sampled is not None:
+            sampled = ctx.sampled
+        else:
+            sampled = sample(request_id, self._threshold, self._rng)
+
+        shared = False
+        if ctx is not None and ctx.trace_id is not None and ctx.span_id is not None:
+            trace_id = ctx.trace_id
+            if kind == "SERVER" and settings.shared_span_context:
+                span_id, parent_id, shared = ctx.span_id, ctx.parent_id, True
+            else:
+                span_id, parent_id = hex64(new_id64(self._rng)), ctx.span_id
+        else:
+            root = new_id64(self._rng)
+            span_id, parent_id = hex64(root), None
+            trace_id = hex64(new_id64(self._rng)) + span_id if settings.trace_id_128bit else span_id
+
+        headers = [(REQUEST_ID, request_id.encode())]
+        headers += b3.format_multi(trace_id, span_id, parent_id, sampled, debug)
+        if settings.single_header:
+            headers.append((b3.B3_SINGLE, b3.format_single(trace_id, span_id, parent_id, sampled, debug)))
+
+        span = None
+        if sampled:
+            start_ns = self._mono()
+            span = Span(
+                trace_id=trace_id,
+                span_id=span_id,
+                parent_id=parent_id,
+                kind=kind,
+                name=authority,
+                timestamp_us=(self._anchor_ns + start_ns) // 1000,
+                start_ns=start_ns,
+                local_service=self.service_name,
+                shared=shared,
+                debug=debug,
+                peer_address=peer_address,
+                remote_service=remote_service,
+                tags={
+                    "node_id": self.node_id,
+                    "guid:x-request-id": request_id,
+                    "http.url": http_url(scheme, authority, path),
+                    "http.method": method,
+                    "http.protocol": protocol,
+                    "downstream_cluster": "-",
+                    "user_agent": user_agent or "-",
+                    "peer.address": peer_address,
+                    "component": "proxy",
+                    "upstream_cluster": upstream_cluster,
+                },
+            )
+        return Decision(request_id, trace_id, span_id, sampled, headers, TRACE_HEADER_NAMES, span, debug)
 
     def finish(
         self,
-        span: OpenSpan,
+        span: Span,
         *,
         status: int,  # 0 when no response
         request_size: int,
@@ -83,4 +178,18 @@ class Tracer:
         upstream_address: str | None,  # "ip:port" actually used (tag upstream_address; CLIENT remoteEndpoint)
     ) -> bytes:
         """Close the span and return it encoded once (JSON object or one proto3 ListOfSpans entry)."""
-        raise NotImplementedError
+        span.duration_us = max(1, (self._mono() - span.start_ns) // 1000)
+        tags = span.tags
+        tags["request_size"] = str(request_size)
+        tags["response_size"] = str(response_size)
+        tags["http.status_code"] = str(status)
+        tags["response_flags"] = response_flags
+        if upstream_address:
+            tags["upstream_address"] = upstream_address
+        if status == 0 or status >= 500:
+            tags["error"] = "true"
+        if span.kind == "SERVER":
+            span.remote_endpoint = parse_endpoint(span.peer_address)
+        else:
+            span.remote_endpoint = parse_endpoint(upstream_address, span.remote_service)
+        return self._encode(span)

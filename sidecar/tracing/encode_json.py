@@ -1,0 +1,52 @@
+"""Zipkin v2 JSON: one span to one JSON object (encoded once), a batch is a byte join."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from sidecar.tracing.span import Endpoint, Span
+
+CONTENT_TYPE = "application/json"
+
+
+def _endpoint(ep: Endpoint) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ep.service_name:
+        out["serviceName"] = ep.service_name
+    if ep.ipv4:
+        out["ipv4"] = ep.ipv4
+    if ep.ipv6:
+        out["ipv6"] = ep.ipv6
+    if ep.port:
+        out["port"] = ep.port
+    return out
+
+
+def span_to_dict(span: Span) -> dict[str, Any]:
+    out: dict[str, Any] = {"traceId": span.trace_id, "id": span.span_id}
+    if span.parent_id is not None:
+        out["parentId"] = span.parent_id
+    out["kind"] = span.kind
+    out["name"] = span.name
+    out["timestamp"] = span.timestamp_us
+    out["duration"] = span.duration_us
+    out["localEndpoint"] = {"serviceName": span.local_service}
+    if span.remote_endpoint is not None:
+        out["remoteEndpoint"] = _endpoint(span.remote_endpoint)
+    out["tags"] = span.tags
+    if span.debug:
+        out["debug"] = True
+    if span.shared:
+        out["shared"] = True
+    return out
+
+
+def encode_span(span: Span) -> bytes:
+    return orjson.dumps(span_to_dict(span))
+
+
+def encode_batch(spans: Sequence[bytes]) -> bytes:
+    return b"[" + b",".join(spans) + b"]"

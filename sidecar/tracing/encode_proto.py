@@ -1,0 +1,76 @@
+"""Zipkin v2 proto3: one span to one complete `ListOfSpans.spans` entry; a batch is a concatenation.
+
+A small hand-written encoder for this one message (specs/zipkin.proto), so no protobuf runtime is
+needed; the tests decode its output with classes generated from the .proto file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Sequence
+
+from sidecar.tracing.span import Endpoint, Span
+
+CONTENT_TYPE = "application/x-protobuf"
+_KIND = {"CLIENT": 1, "SERVER": 2}
+_FIXED64 = struct.Struct("<Q")
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _endpoint(ep: Endpoint) -> bytes:
+    out = b""
+    if ep.service_name:
+        out += _field(1, ep.service_name.encode())
+    if ep.ipv4:
+        out += _field(2, ipaddress.IPv4Address(ep.ipv4).packed)
+    if ep.ipv6:
+        out += _field(3, ipaddress.IPv6Address(ep.ipv6).packed)
+    if ep.port:
+        out += b"\x20" + _varint(ep.port)
+    return out
+
+
+def encode_span_message(span: Span) -> bytes:
+    # 64-bit trace ids are left-padded to 16 bytes: Jaeger's proto receiver rejects 8-byte ones,
+    # and a zero high half is the same trace for Zipkin.
+    parts = [_field(1, bytes.fromhex(span.trace_id.rjust(32, "0")))]
+    if span.parent_id is not None:
+        parts.append(_field(2, bytes.fromhex(span.parent_id)))
+    parts.append(_field(3, bytes.fromhex(span.span_id)))
+    parts.append(b"\x20" + _varint(_KIND[span.kind]))
+    if span.name:
+        parts.append(_field(5, span.name.encode()))
+    parts.append(b"\x31" + _FIXED64.pack(span.timestamp_us))
+    parts.append(b"\x38" + _varint(span.duration_us))
+    parts.append(_field(8, _endpoint(Endpoint(service_name=span.local_service))))
+    if span.remote_endpoint is not None:
+        parts.append(_field(9, _endpoint(span.remote_endpoint)))
+    for key, value in span.tags.items():
+        parts.append(_field(11, _field(1, key.encode()) + _field(2, value.encode())))
+    if span.debug:
+        parts.append(b"\x60\x01")
+    if span.shared:
+        parts.append(b"\x68\x01")
+    return b"".join(parts)
+
+
+def encode_span(span: Span) -> bytes:
+    return _field(1, encode_span_message(span))
+
+
+def encode_batch(spans: Sequence[bytes]) -> bytes:
+    return b"".join(spans)
