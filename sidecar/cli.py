@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+
+import yaml
+
+from sidecar.config import load_config, resolve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,12 +40,45 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _validate(paths: list[str]) -> int:
+    result = load_config(paths)
+    if not result.ok:
+        for problem in result.problems:
+            print(problem)
+        return 1
+    r = result.resources
+    print(
+        f"OK: {_plural(r.files, 'file')}, {_plural(len(r.meshes), 'mesh')}"
+        f"{'es' if len(r.meshes) != 1 else ''}, {_plural(len(r.traffic_traces), 'traffic trace')}, "
+        f"{_plural(len(r.dataplanes), 'dataplane')}, {_plural(len(r.external_services), 'external service')}"
+    )
+    return 0
+
+
+def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
+    snapshot, problems = resolve(paths, dataplane=dataplane)
+    if snapshot is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 1
+    doc = snapshot.to_json()
+    if fmt == "yaml":
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+    else:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
-        raise NotImplementedError  # config helper
+        return _validate(args.config)
     if args.command == "inspect":
-        raise NotImplementedError  # config helper
+        return _inspect(args.config, args.dataplane, args.format)
     if args.command == "run":
         raise NotImplementedError  # lead: sidecar.runtime
     if args.command == "demo":

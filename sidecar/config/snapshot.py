@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sidecar.config.match import best_traffic_trace
+from sidecar.config.model import Dataplane, Outbound, Resources
+
 #: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc; we speak HTTP/1.1).
 TRACED_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
@@ -116,3 +119,82 @@ class Snapshot:
             "inbound": [i.to_json() for i in self.inbound],
             "outbound": [o.to_json() for o in self.outbound],
         }
+
+
+class SnapshotError(Exception):
+    """The dataplane cannot be resolved (unknown name, ...); the message is for the user."""
+
+
+def _protocol_of(tags: Mapping[str, str]) -> str:
+    return tags.get("kuma.io/protocol", "tcp")
+
+
+def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> OutboundListener:
+    endpoints: list[str] = []
+    protocols: set[str] = set()
+    for other in sorted(resources.dataplanes, key=lambda d: d.name):
+        if other.mesh != dataplane.mesh or other.name == dataplane.name:
+            continue
+        for inbound in other.inbound:
+            if inbound.tags.get("kuma.io/service") == out.service:
+                endpoints.append(f"{other.listen_address(inbound)}:{inbound.port}")
+                protocols.add(_protocol_of(inbound.tags))
+    for ext in sorted(resources.external_services, key=lambda e: e.name):
+        if ext.mesh == dataplane.mesh and ext.tags.get("kuma.io/service") == out.service:
+            endpoints.append(ext.address)
+            protocols.add(_protocol_of(ext.tags))
+    # Kuma infers one protocol for a service; endpoints that disagree fall back to plain TCP.
+    if len(protocols) == 1:
+        protocol = protocols.pop()
+    elif not protocols:
+        protocol = out.tags.get("kuma.io/protocol", "tcp")
+    else:
+        protocol = "tcp"
+    return OutboundListener(out.address, out.port, out.service, protocol, tuple(endpoints))
+
+
+def build_snapshot(resources: Resources, dataplane_name: str, dataplane: Dataplane | None = None) -> Snapshot:
+    """Resolve one dataplane (by name, or the given one) against validated resources."""
+    if dataplane is None:
+        dataplane = next((d for d in resources.dataplanes if d.name == dataplane_name), None)
+        if dataplane is None:
+            known = ", ".join(sorted(d.name for d in resources.dataplanes)) or "none"
+            raise SnapshotError(f'dataplane "{dataplane_name}" not found (known: {known})')
+    mesh = resources.meshes.get(dataplane.mesh)
+    if mesh is None:
+        raise SnapshotError(f'dataplane "{dataplane.name}": mesh "{dataplane.mesh}" does not exist')
+    policy = best_traffic_trace(dataplane, resources.traffic_traces)
+    backend: TracingBackend | None = None
+    if policy is not None:
+        found = mesh.backend(policy.backend or mesh.default_backend or "")
+        if found is not None:
+            backend = TracingBackend(
+                name=found.name,
+                type=found.type,
+                sampling=found.sampling,
+                url=found.url,
+                trace_id_128bit=found.trace_id_128bit,
+                api_version=found.api_version,
+                shared_span_context=found.shared_span_context,
+            )
+    inbound = tuple(
+        InboundListener(
+            address=dataplane.listen_address(i),
+            port=i.port,
+            service_address=i.service_address,
+            service_port=i.service_port,
+            protocol=_protocol_of(i.tags),
+            tags=dict(i.tags),
+        )
+        for i in dataplane.inbound
+    )
+    services = sorted(i.tags["kuma.io/service"] for i in dataplane.inbound if "kuma.io/service" in i.tags)
+    return Snapshot(
+        mesh=dataplane.mesh,
+        dataplane=dataplane.name,
+        service_name=services[0] if services else dataplane.name,
+        traffic_trace=policy.name if policy is not None else None,
+        backend=backend,
+        inbound=inbound,
+        outbound=tuple(_outbound(resources, dataplane, o) for o in dataplane.outbound),
+    )
