@@ -50,9 +50,8 @@ class _Problems:
 
     def add(self, path: str, message: str) -> None:
         self.count += 1
-        self.out.append(
-            f"{self.raw.file}: {self.raw.kind}/{self.raw.name}: {self.raw.prefix}{path}: {message}"
-        )
+        prefix = "" if path == "mesh" else self.raw.prefix  # `mesh` is top-level in both forms
+        self.out.append(f"{self.raw.file}: {self.raw.kind}/{self.raw.name}: {prefix}{path}: {message}")
 
     def mapping(self, value: Any, path: str, allowed: Iterable[str]) -> dict[str, Any]:
         if value is None:

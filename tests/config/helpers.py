@@ -1,0 +1,85 @@
+"""Write resources in either YAML form, so every case runs against Universal and Kubernetes documents."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sidecar.config import ConfigResult, load_config
+
+FORMS = ("universal", "kubernetes")
+
+MESH: dict[str, Any] = {
+    "type": "Mesh",
+    "name": "default",
+    "tracing": {
+        "defaultBackend": "jaeger",
+        "backends": [
+            {
+                "name": "jaeger",
+                "type": "zipkin",
+                "sampling": 100.0,
+                "conf": {"url": "http://jaeger:9411/api/v2/spans"},
+            },
+            {"name": "other", "type": "zipkin", "conf": {"url": "http://other:9411/api/v2/spans"}},
+        ],
+    },
+}
+
+
+def dataplane(
+    name: str, *inbound_tags: dict[str, str], mesh: str = "default", port: int = 10001
+) -> dict[str, Any]:
+    return {
+        "type": "Dataplane",
+        "name": name,
+        "mesh": mesh,
+        "networking": {
+            "address": "127.0.0.1",
+            "inbound": [
+                {"port": port + i, "servicePort": 8080 + i, "tags": tags}
+                for i, tags in enumerate(inbound_tags)
+            ],
+        },
+    }
+
+
+def trace(name: str, *selectors: dict[str, str], backend: str | None = None, **extra: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": "TrafficTrace", "name": name, "mesh": "default"}
+    doc["selectors"] = [{"match": s} for s in selectors]
+    if backend is not None:
+        doc["conf"] = {"backend": backend}
+    doc.update(extra)
+    return doc
+
+
+def to_kubernetes(doc: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(doc)
+    kind = body.pop("type")
+    meta: dict[str, Any] = {"name": body.pop("name"), "namespace": "kuma-system", "labels": {"a": "b"}}
+    if "creationTime" in body:
+        meta["creationTimestamp"] = body.pop("creationTime")
+    out: dict[str, Any] = {"apiVersion": "kuma.io/v1alpha1", "kind": kind, "metadata": meta}
+    if "mesh" in body:
+        out["mesh"] = body.pop("mesh")
+    out["spec"] = body
+    return out
+
+
+def write(tmp: Path, docs: list[dict[str, Any]], form: str = "universal", name: str = "res.yaml") -> Path:
+    if form == "kubernetes":
+        docs = [to_kubernetes(d) for d in docs]
+    path = tmp / name
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    return path
+
+
+def load(tmp: Path, docs: list[dict[str, Any]], form: str = "universal") -> ConfigResult:
+    return load_config([str(write(tmp, docs, form))])
+
+
+def field_prefix(form: str) -> str:
+    return "spec." if form == "kubernetes" else ""

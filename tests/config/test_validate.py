@@ -1,0 +1,337 @@
+"""Every validation rule, with the exact one-line message format, in both YAML forms."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sidecar.config import load_config
+from tests.config.helpers import FORMS, MESH, dataplane, field_prefix, load, trace
+
+WEB = {"kuma.io/service": "web", "kuma.io/protocol": "http"}
+
+
+def mesh_with(backend_patch: dict[str, Any] | None = None, **tracing: Any) -> dict[str, Any]:
+    mesh = copy.deepcopy(MESH)
+    if backend_patch is not None:
+        backend = mesh["tracing"]["backends"][0]
+        for key, value in backend_patch.items():
+            if key == "conf":
+                backend["conf"].update(value)
+            else:
+                backend[key] = value
+    mesh["tracing"].update(tracing)
+    return mesh
+
+
+BAD_MESHES: list[tuple[str, dict[str, Any], str, str]] = [
+    (
+        "sampling over 100",
+        mesh_with({"sampling": 100.5}),
+        "tracing.backends[0].sampling",
+        "has to be in [0.0 - 100.0] range",
+    ),
+    (
+        "sampling negative",
+        mesh_with({"sampling": -1}),
+        "tracing.backends[0].sampling",
+        "has to be in [0.0 - 100.0] range",
+    ),
+    (
+        "sampling not a number",
+        mesh_with({"sampling": "all"}),
+        "tracing.backends[0].sampling",
+        "has to be in [0.0 - 100.0] range",
+    ),
+    ("unknown type", mesh_with({"type": "jaeger"}), "tracing.backends[0].type", "unknown backend type"),
+    ("datadog unsupported", mesh_with({"type": "datadog"}), "tracing.backends[0].type", "not supported"),
+    ("url empty", mesh_with({"conf": {"url": ""}}), "tracing.backends[0].conf.url", "cannot be empty"),
+    ("url invalid", mesh_with({"conf": {"url": "not a url"}}), "tracing.backends[0].conf.url", "invalid URL"),
+    ("url ftp", mesh_with({"conf": {"url": "ftp://x:21/a"}}), "tracing.backends[0].conf.url", "invalid URL"),
+    (
+        "url without port",
+        mesh_with({"conf": {"url": "http://jaeger/api/v2/spans"}}),
+        "tracing.backends[0].conf.url",
+        "port has to be explicitly specified",
+    ),
+    (
+        "api version",
+        mesh_with({"conf": {"apiVersion": "grpc"}}),
+        "tracing.backends[0].conf.apiVersion",
+        "Allowed values: httpJsonV1, httpJson, httpProto",
+    ),
+    (
+        "128bit not bool",
+        mesh_with({"conf": {"traceId128bit": "yes"}}),
+        "tracing.backends[0].conf.traceId128bit",
+        "must be a boolean",
+    ),
+    (
+        "shared not bool",
+        mesh_with({"conf": {"sharedSpanContext": 1}}),
+        "tracing.backends[0].conf.sharedSpanContext",
+        "must be a boolean",
+    ),
+    (
+        "unknown conf field",
+        mesh_with({"conf": {"samplng": 1}}),
+        "tracing.backends[0].conf.samplng",
+        "unknown field",
+    ),
+    (
+        "default backend missing",
+        mesh_with(defaultBackend="nope"),
+        "tracing.defaultBackend",
+        "has to be set to one of the tracing backend in mesh",
+    ),
+    ("backend name empty", mesh_with({"name": ""}), "tracing.backends[0].name", "cannot be empty"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("case", "mesh", "field", "message"), BAD_MESHES, ids=[c[0] for c in BAD_MESHES])
+def test_mesh_rules(
+    tmp_path: Path, form: str, case: str, mesh: dict[str, Any], field: str, message: str
+) -> None:
+    result = load(tmp_path, [mesh], form)
+    prefix = f"{tmp_path / 'res.yaml'}: Mesh/default: {field_prefix(form)}{field}: "
+    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+
+
+def test_duplicate_backend_name(tmp_path: Path) -> None:
+    mesh = copy.deepcopy(MESH)
+    mesh["tracing"]["backends"][1]["name"] = "jaeger"
+    result = load(tmp_path, [mesh])
+    assert (
+        f"{tmp_path / 'res.yaml'}: Mesh/default: tracing.backends[1].name: name is already used for another backend"
+        in result.problems
+    )
+
+
+def test_api_version_alias_and_defaults(tmp_path: Path) -> None:
+    result = load(tmp_path, [mesh_with({"conf": {"apiVersion": "httpJsonV1"}})])
+    assert result.ok, result.problems
+    backend = result.resources.meshes["default"].backends[0]
+    assert backend.api_version == "httpJson" and backend.sampling == 100.0
+    assert backend.trace_id_128bit is False and backend.shared_span_context is True
+
+
+BAD_TRACES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("no selectors", trace("t"), "selectors", "must have at least one element"),
+    (
+        "empty match",
+        {**trace("t"), "selectors": [{"match": {}}]},
+        "selectors[0].match",
+        "must have at least one tag",
+    ),
+    (
+        "empty tag value",
+        trace("t", {"kuma.io/service": ""}),
+        'selectors[0].match["kuma.io/service"]',
+        "tag value must be non-empty",
+    ),
+    (
+        "dangling backend",
+        trace("t", {"kuma.io/service": "*"}, backend="jaegr"),
+        "conf.backend",
+        'tracing backend "jaegr" is not defined',
+    ),
+    ("unknown mesh", trace("t", {"kuma.io/service": "*"}, mesh="nope"), "mesh", 'mesh "nope" does not exist'),
+    ("unknown field", trace("t", {"kuma.io/service": "*"}, destinations=[]), "destinations", "unknown field"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(("case", "doc", "field", "message"), BAD_TRACES, ids=[c[0] for c in BAD_TRACES])
+def test_traffic_trace_rules(
+    tmp_path: Path, form: str, case: str, doc: dict[str, Any], field: str, message: str
+) -> None:
+    result = load(tmp_path, [MESH, doc], form)
+    # The mesh field is top-level in both forms.
+    path = field if field == "mesh" else field_prefix(form) + field
+    prefix = f"{tmp_path / 'res.yaml'}: TrafficTrace/t: {path}: "
+    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+
+
+def bad_dp(**patch: Any) -> dict[str, Any]:
+    doc = dataplane("dp", WEB)
+    inbound = doc["networking"]["inbound"][0]
+    for key, value in patch.items():
+        if key.startswith("net_"):
+            doc["networking"][key[4:]] = value
+        else:
+            inbound[key] = value
+    return doc
+
+
+BAD_DATAPLANES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("port zero", bad_dp(port=0), "networking.inbound[0].port", "port must be in the range [1, 65535]"),
+    (
+        "port too big",
+        bad_dp(port=70000),
+        "networking.inbound[0].port",
+        "port must be in the range [1, 65535]",
+    ),
+    (
+        "service port bad",
+        bad_dp(servicePort="x"),
+        "networking.inbound[0].servicePort",
+        "port must be in the range",
+    ),
+    (
+        "no service tag",
+        bad_dp(tags={"kuma.io/protocol": "http"}),
+        "networking.inbound[0].tags",
+        'tag "kuma.io/service" is required',
+    ),
+    (
+        "bad protocol",
+        bad_dp(tags={"kuma.io/service": "a", "kuma.io/protocol": "h3"}),
+        'networking.inbound[0].tags["kuma.io/protocol"]',
+        "invalid value",
+    ),
+    ("no address", bad_dp(net_address=""), "networking.address", "cannot be empty"),
+    (
+        "no inbound",
+        bad_dp(net_inbound=[]),
+        "networking",
+        "has to contain at least one inbound interface or gateway",
+    ),
+    (
+        "gateway",
+        bad_dp(net_gateway={"tags": {"kuma.io/service": "gw"}}),
+        "networking.gateway",
+        "not supported",
+    ),
+    (
+        "outbound without service",
+        bad_dp(net_outbound=[{"port": 10002}]),
+        "networking.outbound[0].tags",
+        "is required",
+    ),
+    (
+        "outbound port clash",
+        bad_dp(net_outbound=[{"port": 10001, "address": "127.0.0.1", "tags": {"kuma.io/service": "b"}}]),
+        "networking.outbound[0].port",
+        "already used",
+    ),
+    ("unknown field", bad_dp(servicePortt=1), "networking.inbound[0].servicePortt", "unknown field"),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("case", "doc", "field", "message"), BAD_DATAPLANES, ids=[c[0] for c in BAD_DATAPLANES]
+)
+def test_dataplane_rules(
+    tmp_path: Path, form: str, case: str, doc: dict[str, Any], field: str, message: str
+) -> None:
+    result = load(tmp_path, [MESH, doc], form)
+    prefix = f"{tmp_path / 'res.yaml'}: Dataplane/dp: {field_prefix(form)}{field}: "
+    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_external_service_rules(tmp_path: Path, form: str) -> None:
+    docs = [
+        MESH,
+        {
+            "type": "ExternalService",
+            "name": "e1",
+            "mesh": "default",
+            "networking": {"address": "httpbin.org"},
+            "tags": {},
+        },
+    ]
+    problems = load(tmp_path, docs, form).problems
+    p = field_prefix(form)
+    assert any(
+        x.endswith(f"ExternalService/e1: {p}networking.address: must be host:port with an explicit port")
+        for x in problems
+    )
+    assert any(
+        x.endswith(f'ExternalService/e1: {p}tags: tag "kuma.io/service" is required') for x in problems
+    )
+
+
+@pytest.mark.parametrize("form", FORMS)
+def test_names_unique_per_kind_and_mesh(tmp_path: Path, form: str) -> None:
+    other_mesh = dict(MESH, name="other")
+    docs = [
+        MESH,
+        other_mesh,
+        dataplane("dp", WEB),
+        dataplane("dp", WEB, port=20001),
+        dataplane("dp", WEB, mesh="other"),
+    ]
+    problems = load(tmp_path, docs, form).problems
+    assert len([p for p in problems if "is already used by another Dataplane" in p]) == 1
+    assert any(p.startswith(f"{tmp_path / 'res.yaml'}: Dataplane/dp: name: ") for p in problems)
+
+
+def test_unknown_kind_and_wrong_api_version(tmp_path: Path) -> None:
+    docs = [
+        {"type": "TrafficRoute", "name": "r"},
+        {"apiVersion": "kuma.io/v1alpha1", "kind": "MeshTrace", "metadata": {"name": "m"}, "spec": {}},
+        {"apiVersion": "v1", "kind": "Mesh", "metadata": {"name": "x"}},
+    ]
+    problems = load(tmp_path, docs).problems
+    assert any("TrafficRoute/r: type: unknown kind 'TrafficRoute'" in p for p in problems)
+    assert any("MeshTrace/m: kind: unknown kind 'MeshTrace'" in p for p in problems)
+    assert any("Mesh/x: apiVersion: must be kuma.io/v1alpha1" in p for p in problems)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("type: Mesh\nname: default\ntracing:\n  backends: [\n  - x: : y\n")
+    problems = load_config([str(path)]).problems
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{path}:") and ": yaml: " in problems[0]
+    line = int(problems[0].split(":")[1])
+    assert 4 <= line <= 6
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"\x00\xff\xfe binary", "cannot read"),
+        (b"- a\n- b\n", "a resource must be a mapping, got list"),
+        (b"just a string\n", "a resource must be a mapping, got str"),
+        (b"type: Mesh\n", "name: cannot be empty"),
+    ],
+)
+def test_garbage_input_is_a_problem_not_a_crash(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(content)
+    problems = load_config([str(path)]).problems
+    assert any(expected in p for p in problems), problems
+
+
+def test_empty_file_and_missing_paths(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text("")
+    assert load_config([str(tmp_path / "empty.yaml")]).ok
+    assert load_config([str(tmp_path / "nope")]).problems == [
+        f"{tmp_path / 'nope'}: no such file or directory"
+    ]
+    empty_dir = tmp_path / "d"
+    empty_dir.mkdir()
+    assert "no *.yaml" in load_config([str(empty_dir)]).problems[0]
+
+
+def test_wrong_types_everywhere_do_not_crash(tmp_path: Path) -> None:
+    docs: list[dict[str, Any]] = [
+        {"type": "Mesh", "name": "default", "tracing": {"backends": "x"}},
+        {"type": "Mesh", "name": "m2", "tracing": {"backends": [None, 3, {"conf": []}]}},
+        {"type": "TrafficTrace", "name": "t", "selectors": {"match": 1}, "conf": "x"},
+        {
+            "type": "Dataplane",
+            "name": "d",
+            "networking": {"address": 5, "inbound": [{"tags": "x"}], "outbound": "y"},
+        },
+        {"type": "ExternalService", "name": "e", "networking": [], "tags": [1]},
+    ]
+    problems = load(tmp_path, docs).problems
+    assert problems and all(p.startswith(str(tmp_path)) for p in problems)

@@ -1,0 +1,79 @@
+"""The CLI contract of validate and inspect (DESIGN.md section 4), as scripts would use it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sidecar.cli import main
+
+CONFIG = Path(__file__).resolve().parents[1] / "config"
+
+
+def test_validate_ok_prints_one_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "--config", str(CONFIG)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["OK: 3 files, 1 mesh, 2 traffic traces, 3 dataplanes, 0 external services"]
+
+
+def test_validate_problems_one_line_each_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "type: Mesh\nname: default\ntracing:\n  backends:\n  - name: j\n    sampling: 101\n    conf:\n      url: http://x/\n"
+    )
+    assert main(["validate", "--config", str(bad)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        f"{bad}: Mesh/default: tracing.backends[0].sampling: has to be in [0.0 - 100.0] range",
+        f"{bad}: Mesh/default: tracing.backends[0].conf.url: port has to be explicitly specified",
+    ]
+
+
+def test_inspect_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--config", str(CONFIG), "--dataplane", "backend-01"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert list(doc) == ["mesh", "dataplane", "trafficTrace", "backend", "inbound", "outbound"]
+    assert set(doc["backend"]) == {
+        "name",
+        "type",
+        "sampling",
+        "url",
+        "traceId128bit",
+        "apiVersion",
+        "sharedSpanContext",
+    }
+    assert set(doc["inbound"][0]) == {"address", "port", "serviceAddress", "servicePort", "protocol", "tags"}
+    assert set(doc["outbound"][0]) == {"address", "port", "service", "protocol", "endpoints"}
+    assert doc["outbound"][0]["endpoints"] == ["127.0.0.1:10021"]
+
+
+def test_inspect_yaml_is_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["inspect", "--config", str(CONFIG), "--dataplane", "db-api-01"])
+    as_json = json.loads(capsys.readouterr().out)
+    main(["inspect", "--config", str(CONFIG), "--dataplane", "db-api-01", "--format", "yaml"])
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+
+
+def test_inspect_unknown_dataplane(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", "--config", str(CONFIG), "--dataplane", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert 'dataplane "nope" not found' in err and "Traceback" not in err
+
+
+def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.yaml"
+    junk.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    proc = subprocess.run(
+        [sys.executable, "-m", "sidecar", "validate", "--config", str(junk), "--config", str(CONFIG)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stdout.splitlines()[0].startswith(f"{junk}")
