@@ -1,0 +1,19 @@
+"""Reporter counters as plain numbers: cheap to bump on the hot path, read by the admin layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DROP_REASONS = ("buffer_full", "rejected", "retries_exhausted", "shutdown")
+
+
+@dataclass(slots=True)
+class ReporterStats:
+    spans_submitted: int = 0
+    spans_sent: int = 0
+    spans_dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+    reports_sent: int = 0  # POSTs the collector accepted
+    reports_failed: int = 0  # attempts that failed (connection error, timeout, 429, 5xx)
+    reports_dropped: int = 0  # batches given up (rejected, retries exhausted, shutdown)
+    buffer_size: int = 0
+    buffer_capacity: int = 0
