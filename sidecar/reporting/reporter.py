@@ -62,6 +62,7 @@ class Reporter:
         self._wake = asyncio.Event()
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
+        self._inflight: list[bytes] | None = None  # the batch the flusher holds, re-queued on close
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self._headers = {"Content-Type": PROTO if api_version == "httpProto" else JSON, "b3": "0"}
@@ -91,6 +92,9 @@ class Reporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._inflight:  # cancelled mid-send or mid-backoff: it gets the final flush like the rest
+            self._buffer.extendleft(reversed(self._inflight))
+            self._inflight = None
         deadline = time.monotonic() + timeout
         try:
             while self._buffer and time.monotonic() < deadline:
@@ -118,7 +122,9 @@ class Reporter:
             self._wake.clear()
             # After a wake-up send full batches; after the interval send whatever waits.
             while self._buffer:
-                await self._send_with_retry(self._take())
+                self._inflight = self._take()
+                await self._send_with_retry(self._inflight)
+                self._inflight = None
                 if len(self._buffer) < self._min_batch:
                     break
             self.stats.buffer_size = len(self._buffer)

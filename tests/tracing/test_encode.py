@@ -13,7 +13,8 @@ import yaml
 from sidecar.tracing import encode_json, encode_proto
 from sidecar.tracing.decide import Tracer, TracerSettings
 from sidecar.tracing.span import Span
-from tests.tracing.conftest import SPECS, make_tracer
+from tests.conftest import SPECS
+from tests.tracing.conftest import make_tracer
 
 
 @pytest.fixture(scope="module")

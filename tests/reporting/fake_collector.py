@@ -1,0 +1,35 @@
+"""A scriptable Zipkin collector for tests: per-request status and delay, records every POST."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass
+class Post:
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass
+class FakeCollector:
+    script: list[tuple[int, float]] = field(default_factory=list)  # (status, delay) per request, then 202
+    posts: list[Post] = field(default_factory=list)  # accepted or not, every request that arrived
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.posts.append(Post(body, dict(request.headers)))
+        status, delay = self.script.pop(0) if self.script else (202, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
+        self.arrived.set()
+        return web.Response(status=status)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/v2/spans", self.handle)
+        return app
