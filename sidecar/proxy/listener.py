@@ -1,0 +1,157 @@
+"""Listeners: bind (SO_REUSEPORT for workers), accept, sweep idle and slow connections, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from sidecar.proxy import errors
+from sidecar.proxy.http1 import DownstreamConnection
+from sidecar.proxy.route import Route
+from sidecar.proxy.settings import ProxySettings
+from sidecar.proxy.stats import ListenerStats
+from sidecar.proxy.tcp import TcpDownstream
+from sidecar.proxy.upstream import Pool
+
+
+class Listener:
+    """What the runtime holds of a listener of either kind."""
+
+    def __init__(
+        self, name: str, direction: str, host: str, port: int, route: Route, settings: ProxySettings
+    ) -> None:
+        self.name = name
+        self.direction = direction
+        self.host = host
+        self.port = port
+        self.route = route  # swapped whole on reload; each request reads it once, at its head
+        self.settings = settings
+        self.stats = ListenerStats(name, direction)
+        self.pool = Pool(settings)
+        self.loop = asyncio.get_running_loop()
+        self.draining = False
+        self.server: asyncio.Server | None = None
+        self.connections: set[asyncio.Protocol] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def bound(self) -> tuple[str, int]:
+        assert self.server is not None and self.server.sockets
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def _protocol(self) -> asyncio.Protocol:
+        raise NotImplementedError
+
+    async def start(self, *, reuse_port: bool = False) -> None:
+        self.server = await self.loop.create_server(
+            self._protocol,
+            self.host,
+            self.port,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            backlog=2048,
+        )
+        for sock in self.server.sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sweeper = asyncio.create_task(self._sweep(), name=f"sweep {self.name}")
+
+    def connection_opened(self, conn: asyncio.Protocol) -> None:
+        self.connections.add(conn)
+        self.stats.connections_total += 1
+        self.stats.connections_active += 1
+
+    def connection_closed(self, conn: asyncio.Protocol) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self.stats.connections_active -= 1
+
+    async def _sweep(self) -> None:
+        """Idle and slow-head timeouts, checked in one pass instead of a timer per request."""
+        interval = max(0.05, min(1.0, self.settings.header_timeout / 4, self.settings.idle_timeout / 4))
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep_once(self.loop.time())
+
+    def sweep_once(self, now: float) -> None:
+        pass
+
+    def close(self) -> None:
+        """Stop accepting; connections carry on."""
+        if self.server is not None:
+            self.server.close()
+
+    def idle_connections(self) -> list[asyncio.Protocol]:
+        return []
+
+    async def drain(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish within `grace` seconds, then cut the rest."""
+        self.draining = True
+        self.close()
+        loop = self.loop
+        deadline = loop.time() + grace
+        while self.connections and loop.time() < deadline:
+            for conn in self.idle_connections():
+                if isinstance(conn, DownstreamConnection):
+                    conn.close_if_idle()
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            transport = getattr(conn, "transport", None)
+            if transport is not None:
+                transport.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        self.pool.close()
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 1.0)
+
+
+class HttpListener(Listener):
+    def _protocol(self) -> asyncio.Protocol:
+        return DownstreamConnection(self)
+
+    def idle_connections(self) -> list[asyncio.Protocol]:
+        return [c for c in self.connections if isinstance(c, DownstreamConnection) and c.idle()]
+
+    def sweep_once(self, now: float) -> None:
+        settings = self.settings
+        for conn in list(self.connections):
+            if not isinstance(conn, DownstreamConnection) or conn.closed:
+                continue
+            if conn.head_started is not None and now - conn.head_started > settings.header_timeout:
+                conn.refuse(408, "request head not received in time")
+            elif conn.idle() and now - conn.last_activity > settings.idle_timeout:
+                conn.close_if_idle()
+
+
+class TcpListener(Listener):
+    def _protocol(self) -> asyncio.Protocol:
+        return TcpDownstream(self)
+
+    def sweep_once(self, now: float) -> None:
+        pass
+
+
+async def start_listener(
+    name: str,
+    direction: str,
+    host: str,
+    port: int,
+    route: Route,
+    settings: ProxySettings,
+    *,
+    http: bool,
+    reuse_port: bool = False,
+) -> Listener:
+    cls = HttpListener if http else TcpListener
+    listener = cls(name, direction if http else "tcp", host, port, route, settings)
+    await listener.start(reuse_port=reuse_port)
+    return listener
+
+
+__all__ = ["HttpListener", "Listener", "TcpListener", "errors", "start_listener"]

@@ -1,0 +1,18 @@
+"""Limits and timeouts of the data path, with defaults (Envoy's where a sidecar wants the same)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ProxySettings:
+    max_header_bytes: int = 60 * 1024  # Envoy's max_request_headers_kb default
+    max_headers: int = 100  # Envoy's max_headers_count default
+    upstream_timeout: float = 15.0  # seconds from request sent to response headers (Envoy's route timeout)
+    connect_timeout: float = 5.0  # seconds to connect to an upstream (Envoy's default)
+    header_timeout: float = 30.0  # seconds for a client to send a complete request head
+    idle_timeout: float = 300.0  # seconds a downstream keep-alive connection may sit idle
+    pool_idle_timeout: float = 60.0  # seconds an idle upstream connection is kept
+    pool_max_idle: int = 64  # idle upstream connections kept per endpoint
+    buffer_high: int = 256 * 1024  # bytes buffered toward a peer before the other side is paused

@@ -1,0 +1,52 @@
+"""Per-listener counters as plain numbers (the admin layer renders them; nothing here locks)."""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@dataclass(slots=True)
+class ListenerStats:
+    name: str  # e.g. "inbound:127.0.0.1:10001"
+    direction: str  # "inbound" | "outbound" | "tcp"
+    requests: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("1xx", "2xx", "3xx", "4xx", "5xx"), 0)
+    )
+    local_replies: dict[str, int] = field(default_factory=dict)  # by response flag
+    connections_total: int = 0
+    connections_active: int = 0
+    bytes_received: int = 0  # request bodies (tcp: bytes from the client)
+    bytes_sent: int = 0  # response bodies (tcp: bytes to the client)
+    duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
+    duration_sum: float = 0.0
+    duration_count: int = 0
+
+    def record(self, status: int, seconds: float, request_bytes: int, response_bytes: int, flag: str) -> None:
+        if 100 <= status < 600:
+            self.requests[f"{status // 100}xx"] += 1
+        if flag != "-":
+            self.local_replies[flag] = self.local_replies.get(flag, 0) + 1
+        self.bytes_received += request_bytes
+        self.bytes_sent += response_bytes
+        self.duration_buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.duration_sum += seconds
+        self.duration_count += 1

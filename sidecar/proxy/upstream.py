@@ -1,0 +1,247 @@
+"""Upstream side: the HTTP/1.1 response reader of one connection, and a keep-alive pool per endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+if TYPE_CHECKING:
+    from sidecar.proxy.settings import ProxySettings
+
+Endpoint = tuple[str, int]
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to the exchange it serves (implemented by http1.Exchange)."""
+
+    is_head: bool
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, version: str
+    ) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_complete(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
+    def on_upstream_upgraded(self, rest: bytes) -> None: ...
+    def on_tunnel_data(self, data: bytes) -> None: ...
+    def on_tunnel_eof(self) -> bool: ...
+    def on_upstream_lost(self, exc: Exception | None) -> None: ...
+    def on_upstream_protocol_error(self, detail: str) -> None: ...
+    def pause_downstream(self) -> None: ...
+    def resume_downstream(self) -> None: ...
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
+
+    def __init__(self, pool: Pool, endpoint: Endpoint) -> None:
+        self.pool = pool
+        self.endpoint = endpoint
+        self.transport: asyncio.Transport | None = None
+        self.exchange: ResponseSink | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.reused = False
+        self.idle_since = 0.0
+        self.got_response_bytes = False
+        self.tunnel = False
+        self._reason = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_done = False
+        self._trailers: list[tuple[bytes, bytes]] = []
+        self._reset_parser = False
+        self.peer = f"{endpoint[0]}:{endpoint[1]}"
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.set_write_buffer_limits(high=self.pool.settings.buffer_high)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.peer = f"{peer[0]}:{peer[1]}" if ":" not in peer[0] else f"[{peer[0]}]:{peer[1]}"
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # bytes nobody asked for: the connection is not reusable
+            return
+        self.got_response_bytes = True
+        if self.tunnel:
+            exchange.on_tunnel_data(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self.tunnel = True
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            if self.exchange is not None:
+                self.exchange.on_upstream_upgraded(data[offset:])
+            return
+        except httptools.HttpParserError as exc:
+            if self.exchange is not None:
+                self.exchange.on_upstream_protocol_error(str(exc))
+            self.close()
+            return
+        if self._reset_parser:  # a HEAD response ended at its headers; the old parser expects a body
+            self._reset_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+
+    def eof_received(self) -> bool | None:
+        if self.tunnel and self.exchange is not None:
+            return self.exchange.on_tunnel_eof()  # half-close: pass the FIN on, keep the other way open
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.on_upstream_lost(exc)
+        else:
+            self.pool.forget(self)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.pause_downstream()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.resume_downstream()
+
+    # httptools callbacks ------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reason = b""
+        self._headers = []
+        self._trailers = []
+        self._head_done = False
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._head_done:
+            self._trailers.append((name, value))
+        else:
+            self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        exchange = self.exchange
+        if exchange is None:
+            return
+        status = self.parser.get_status_code()
+        exchange.on_response_head(
+            status,
+            self._reason,
+            self._headers,
+            self.parser.should_keep_alive(),
+            self.parser.get_http_version(),
+        )
+        if exchange.is_head and status >= 200 and self.exchange is exchange:
+            self._reset_parser = True
+            exchange.on_response_complete([])
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is None or self._reset_parser:
+            return
+        if self.parser.get_status_code() < 200:
+            return  # informational: the final response follows; 101: the upgrade exception follows
+        exchange.on_response_complete(self._trailers)
+
+    # used by the exchange -----------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.exchange = None
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        self.pool.forget(self)
+
+    def abort(self) -> None:
+        self.exchange = None
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.pool.forget(self)
+
+
+class Pool:
+    """Idle keep-alive connections per endpoint, LIFO (the warmest first), bounded in count and age."""
+
+    def __init__(self, settings: ProxySettings) -> None:
+        self.settings = settings
+        self._idle: dict[Endpoint, deque[UpstreamConnection]] = {}
+        self.connects = 0
+        self.reuses = 0
+
+    def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None:
+        idle = self._idle.get(endpoint)
+        if not idle:
+            return None
+        oldest_ok = time.monotonic() - self.settings.pool_idle_timeout
+        while idle:
+            conn = idle.pop()
+            if (
+                conn.closed
+                or conn.transport is None
+                or conn.transport.is_closing()
+                or conn.idle_since < oldest_ok
+            ):
+                conn.close()
+                continue
+            conn.reused = True
+            conn.got_response_bytes = False
+            self.reuses += 1
+            return conn
+        return None
+
+    async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.settings.connect_timeout):
+            _, conn = await loop.create_connection(lambda: UpstreamConnection(self, endpoint), *endpoint)
+        self.connects += 1
+        return conn
+
+    def release(self, conn: UpstreamConnection) -> None:
+        if conn.closed or conn.transport is None or conn.transport.is_closing():
+            conn.close()
+            return
+        conn.exchange = None
+        conn.got_response_bytes = False
+        idle = self._idle.setdefault(conn.endpoint, deque())
+        if len(idle) >= self.settings.pool_max_idle:
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        conn.resume_reading()
+        idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        idle = self._idle.get(conn.endpoint)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            while idle:
+                idle.pop().close()
