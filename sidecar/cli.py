@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -34,7 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("--dataplane", metavar="NAME")
     target.add_argument("--dataplane-file", metavar="FILE")
     r.add_argument("--admin-address", default="127.0.0.1:9901", metavar="HOST:PORT")
-    r.add_argument("--workers", type=int, default=1, metavar="N")
+    r.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the listeners")
+    r.add_argument("--access-log", metavar="PATH|-", help="one JSON line per request (off by default)")
+    r.add_argument(
+        "--drain-grace", type=float, default=10.0, metavar="SECONDS", help="in-flight grace on SIGTERM"
+    )
+    r.add_argument("--no-watch", action="store_true", help="reload only on SIGHUP, not on file changes")
+    p_ = r.add_argument_group("data path")
+    p_.add_argument("--upstream-timeout", type=float, metavar="SECONDS", help="until response headers (15)")
+    p_.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="to connect upstream (5)")
+    p_.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="idle downstream keep-alive (300)")
+    p_.add_argument("--max-header-kb", type=int, metavar="KB", help="request head size limit (60)")
+    p_.add_argument("--max-headers", type=int, metavar="N", help="request header count limit (100)")
+    rep = r.add_argument_group("span reporter (also SIDECAR_REPORTER_* variables)")
+    rep.add_argument("--flush-interval", type=float, metavar="SECONDS")
+    rep.add_argument("--min-batch", type=int, metavar="SPANS")
+    rep.add_argument("--max-batch", type=int, metavar="SPANS")
+    rep.add_argument("--buffer-capacity", type=int, metavar="SPANS")
+    rep.add_argument("--report-timeout", type=float, metavar="SECONDS")
+    rep.add_argument("--retry-budget", type=float, metavar="SECONDS")
 
     sub.add_parser("demo", help="run the local demo topology and print the traces")
     return p
@@ -73,6 +93,61 @@ def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
     return 0
 
 
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--admin-address: expected HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sidecar.proxy import ProxySettings
+    from sidecar.reporting import ReporterSettings, SettingsError
+    from sidecar.runtime import RunOptions, run
+    from sidecar.workers import run_workers
+
+    try:
+        admin_host, admin_port = _host_port(args.admin_address)
+        reporter = ReporterSettings.from_env(os.environ).replace(
+            flush_interval=args.flush_interval,
+            min_batch=args.min_batch,
+            max_batch=args.max_batch,
+            buffer_capacity=args.buffer_capacity,
+            request_timeout=args.report_timeout,
+            retry_budget=args.retry_budget,
+        )
+        proxy_changes = {
+            "upstream_timeout": args.upstream_timeout,
+            "connect_timeout": args.connect_timeout,
+            "idle_timeout": args.idle_timeout,
+            "max_header_bytes": args.max_header_kb * 1024 if args.max_header_kb else None,
+            "max_headers": args.max_headers,
+        }
+        proxy = dataclasses.replace(
+            ProxySettings(), **{k: v for k, v in proxy_changes.items() if v is not None}
+        )
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    except (ValueError, SettingsError) as exc:
+        print(f"sidecar run: {exc}", file=sys.stderr)
+        return 2
+    options = RunOptions(
+        config=args.config,
+        dataplane=args.dataplane,
+        dataplane_file=args.dataplane_file,
+        admin_host=admin_host,
+        admin_port=admin_port,
+        access_log=args.access_log,
+        proxy=proxy,
+        reporter=reporter,
+        drain_grace=args.drain_grace,
+        watch=not args.no_watch,
+    )
+    if args.workers > 1:
+        return run_workers(options, args.workers)
+    return run(options)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "validate":
@@ -80,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "inspect":
         return _inspect(args.config, args.dataplane, args.format)
     if args.command == "run":
-        raise NotImplementedError  # lead: sidecar.runtime
+        return _run(args)
     if args.command == "demo":
         raise NotImplementedError  # lead: sidecar.demo
     return 2

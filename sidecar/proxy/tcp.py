@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from sidecar.proxy.listener import Listener
@@ -15,8 +15,8 @@ class _Upstream(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
+        transport = self.transport
         transport.set_write_buffer_limits(high=self.down.listener.settings.buffer_high)
 
     def data_received(self, data: bytes) -> None:
@@ -53,8 +53,8 @@ class TcpDownstream(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports don't subclass it
+        transport = self.transport
         transport.set_write_buffer_limits(high=self.listener.settings.buffer_high)
         self.listener.connection_opened(self)
         endpoint = self.listener.route.next_endpoint()

@@ -1,0 +1,111 @@
+"""Prometheus metric families built at scrape time from the plain counters of listeners and reporter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from sidecar.proxy.stats import DURATION_BUCKETS, ListenerStats
+from sidecar.reporting.stats import ReporterStats
+
+
+@dataclass(slots=True)
+class RuntimeCounters:
+    reloads_ok: int = 0
+    reloads_failed: int = 0
+
+
+def metric_families(
+    *,
+    listeners: Iterable[tuple[ListenerStats, str]],
+    reporter: ReporterStats | None,
+    counters: RuntimeCounters,
+    ready: bool,
+    info: dict[str, str],
+) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        "sidecar_requests",
+        "HTTP requests by listener, direction and status class",
+        labels=["listener", "direction", "status_class"],
+    )
+    local = CounterMetricFamily(
+        "sidecar_local_replies",
+        "Responses the proxy made itself or cut, by Envoy response flag",
+        labels=["listener", "flag"],
+    )
+    duration = HistogramMetricFamily(
+        "sidecar_request_duration_seconds",
+        "Request duration from request head to end of response",
+        labels=["listener", "direction"],
+    )
+    conns_total = CounterMetricFamily(
+        "sidecar_downstream_connections", "Downstream connections accepted", labels=["listener"]
+    )
+    conns_active = GaugeMetricFamily(
+        "sidecar_downstream_connections_active", "Open downstream connections", labels=["listener"]
+    )
+    bytes_rx = CounterMetricFamily(
+        "sidecar_request_body_bytes",
+        "Request body bytes received (tcp: from the client)",
+        labels=["listener"],
+    )
+    bytes_tx = CounterMetricFamily(
+        "sidecar_response_body_bytes", "Response body bytes sent (tcp: to the client)", labels=["listener"]
+    )
+    for stats, name in listeners:
+        for status_class, value in stats.requests.items():
+            requests.add_metric([name, stats.direction, status_class], value)
+        for flag, value in sorted(stats.local_replies.items()):
+            local.add_metric([name, flag], value)
+        cumulative = 0
+        buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), stats.duration_buckets, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        duration.add_metric([name, stats.direction], buckets, stats.duration_sum)
+        conns_total.add_metric([name], stats.connections_total)
+        conns_active.add_metric([name], stats.connections_active)
+        bytes_rx.add_metric([name], stats.bytes_received)
+        bytes_tx.add_metric([name], stats.bytes_sent)
+    yield from (requests, local, duration, conns_total, conns_active, bytes_rx, bytes_tx)
+
+    r = reporter or ReporterStats()
+    yield CounterMetricFamily(
+        "sidecar_spans_created", "Spans closed and handed to the reporter", value=r.spans_submitted
+    )
+    yield CounterMetricFamily("sidecar_spans_sent", "Spans the collector accepted", value=r.spans_sent)
+    dropped = CounterMetricFamily("sidecar_spans_dropped", "Spans lost, by reason", labels=["reason"])
+    for reason, value in r.spans_dropped.items():
+        dropped.add_metric([reason], value)
+    yield dropped
+    yield CounterMetricFamily(
+        "sidecar_reports_sent", "Span POSTs the collector accepted", value=r.reports_sent
+    )
+    yield CounterMetricFamily(
+        "sidecar_reports_failed", "Span POST attempts that failed (retried)", value=r.reports_failed
+    )
+    yield CounterMetricFamily("sidecar_reports_dropped", "Span batches given up", value=r.reports_dropped)
+    yield GaugeMetricFamily(
+        "sidecar_reporter_buffer_spans", "Spans waiting in the reporter buffer", value=r.buffer_size
+    )
+    yield GaugeMetricFamily(
+        "sidecar_reporter_buffer_capacity", "Reporter buffer capacity in spans", value=r.buffer_capacity
+    )
+    reloads = CounterMetricFamily("sidecar_config_reloads", "Configuration reloads", labels=["result"])
+    reloads.add_metric(["ok"], counters.reloads_ok)
+    reloads.add_metric(["failed"], counters.reloads_failed)
+    yield reloads
+    yield GaugeMetricFamily(
+        "sidecar_ready", "1 when every listener is bound and not draining", value=1 if ready else 0
+    )
+    build = InfoMetricFamily("sidecar_build", "Version and identity of this sidecar")
+    build.add_metric([], info)
+    yield build
