@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -302,15 +303,31 @@ def _http_class(http: bool) -> type[Listener]:
     return HttpListener if http else TcpListener
 
 
-async def serve(options: RunOptions, ready_message: bool = True) -> int:
+async def _ticker(runtime: Runtime, on_tick: Callable[[Runtime], None], every: float) -> None:
+    while True:
+        on_tick(runtime)
+        await asyncio.sleep(every)
+
+
+async def serve(
+    options: RunOptions,
+    ready_message: bool = True,
+    on_tick: Callable[[Runtime], None] | None = None,
+    on_error: Callable[[list[str]], None] | None = None,
+) -> int:
+    """Start, run until SIGTERM/SIGINT, drain. `on_tick` sees the runtime every half second (workers)."""
     runtime = Runtime(options)
     try:
         await runtime.start()
     except StartupError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        if on_error is not None:
+            on_error(exc.problems)
         await runtime.shutdown()
         return 1
+    if on_tick is not None:
+        runtime._spawn(_ticker(runtime, on_tick, 0.5))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -330,23 +347,43 @@ async def serve(options: RunOptions, ready_message: bool = True) -> int:
     await stop.wait()
     log.info("draining (grace %.1fs)", options.drain_grace)
     await runtime.shutdown()
+    if on_tick is not None:
+        on_tick(runtime)
     return 0
 
 
-def run(options: RunOptions) -> int:
-    """Run until SIGTERM/SIGINT; uvloop when installed."""
+def export_state(runtime: Runtime) -> dict[str, Any]:
+    """Plain data for a parent process: state, snapshot and every counter."""
+    return {
+        "state": runtime.state(),
+        "snapshot": runtime.config_dump(),
+        "listeners": [
+            dataclasses.asdict(lst.stats) for lst in [*runtime.listeners.values(), *runtime.retired]
+        ],
+        "reporter": dataclasses.asdict(runtime.reporter.stats) if runtime.reporter else None,
+        "counters": dataclasses.asdict(runtime.counters),
+    }
+
+
+def setup_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("SIDECAR_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    loop_factory = None
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
-
-        loop_factory = uvloop.new_event_loop
     except ImportError:
-        pass
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return None
+    return uvloop.new_event_loop
+
+
+def run(options: RunOptions) -> int:
+    """Run until SIGTERM/SIGINT; uvloop when installed."""
+    setup_logging()
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(serve(options))
 
 
