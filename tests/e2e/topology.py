@@ -1,0 +1,242 @@
+"""A real two-dataplane topology on loopback: `web` → `backend`, each app behind a `sidecar run` process.
+
+The apps are aiohttp servers in the test process that record the headers they saw; `web` calls `backend`
+through its sidecar's outbound listener, propagating the trace headers as an instrumented app does. The
+collector is the project's Zipkin-compatible app, also on a real socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+from sidecar.collector.app import STORE_KEY, build_collector_app
+from sidecar.collector.store import TraceStore
+from tests.util import free_port
+
+PROPAGATED = (
+    "x-request-id",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+)
+
+
+@dataclass
+class App:
+    name: str
+    port: int
+    seen: list[dict[str, str]] = field(default_factory=list)
+    runner: web.AppRunner | None = None
+
+
+@dataclass
+class Sidecar:
+    name: str
+    admin: int
+    process: subprocess.Popen[bytes]
+
+
+class Topology:
+    def __init__(
+        self, tmp: Path, backend_conf: dict[str, Any] | None = None, sampling: float = 100.0
+    ) -> None:
+        self.tmp = tmp
+        self.collector_port = free_port()
+        self.web = App("web", free_port())
+        self.backend = App("backend", free_port())
+        self.web_in, self.web_out, self.backend_in = free_port(), free_port(), free_port()
+        self.store = TraceStore()
+        self.sidecars: list[Sidecar] = []
+        self._collector: web.AppRunner | None = None
+        self.backend_delay = 0.0
+        self.config = tmp / "config"
+        self.config.mkdir()
+        conf: dict[str, Any] = {"url": f"http://127.0.0.1:{self.collector_port}/api/v2/spans"}
+        conf.update(backend_conf or {})
+        self.write_mesh(sampling, conf)
+        docs = [
+            {
+                "type": "TrafficTrace",
+                "name": "trace-all",
+                "mesh": "default",
+                "selectors": [{"match": {"kuma.io/service": "*"}}],
+            },
+            self._dataplane("web-01", "web", self.web_in, self.web.port, [(self.web_out, "backend")]),
+            self._dataplane("backend-01", "backend", self.backend_in, self.backend.port, []),
+        ]
+        (self.config / "resources.yaml").write_text(yaml.safe_dump_all(docs))
+
+    def write_mesh(self, sampling: float, conf: dict[str, Any]) -> None:
+        mesh = {
+            "type": "Mesh",
+            "name": "default",
+            "tracing": {
+                "defaultBackend": "collector",
+                "backends": [{"name": "collector", "type": "zipkin", "sampling": sampling, "conf": conf}],
+            },
+        }
+        (self.config / "mesh.yaml").write_text(yaml.safe_dump(mesh))
+
+    @staticmethod
+    def _dataplane(
+        name: str, service: str, port: int, app_port: int, outbound: list[tuple[int, str]]
+    ) -> dict[str, Any]:
+        return {
+            "type": "Dataplane",
+            "name": name,
+            "mesh": "default",
+            "networking": {
+                "address": "127.0.0.1",
+                "inbound": [
+                    {
+                        "port": port,
+                        "servicePort": app_port,
+                        "tags": {"kuma.io/service": service, "kuma.io/protocol": "http"},
+                    }
+                ],
+                "outbound": [{"port": p, "tags": {"kuma.io/service": s}} for p, s in outbound],
+            },
+        }
+
+    # apps -----------------------------------------------------------------------------------------
+    async def _serve(self, app: App, handler: Any) -> None:
+        application = web.Application()
+        application.router.add_route("*", "/{tail:.*}", handler)
+        app.runner = web.AppRunner(application, access_log=None)
+        await app.runner.setup()
+        await web.TCPSite(app.runner, "127.0.0.1", app.port).start()
+
+    async def _web_handler(self, request: web.Request) -> web.Response:
+        self.web.seen.append({k.lower(): v for k, v in request.headers.items()})
+        forward = {k: v for k, v in request.headers.items() if k.lower() in PROPAGATED}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.web_out}/data", headers=forward) as resp,
+        ):
+            body = await resp.text()
+        return web.Response(status=resp.status, text=f"web<-{body}")
+
+    async def _backend_handler(self, request: web.Request) -> web.Response:
+        self.backend.seen.append({k.lower(): v for k, v in request.headers.items()})
+        if self.backend_delay:
+            await asyncio.sleep(self.backend_delay)
+        return web.Response(text="backend")
+
+    # sidecars -------------------------------------------------------------------------------------
+    def start_sidecar(self, dataplane: str, *extra: str) -> Sidecar:
+        admin = free_port()
+        cmd = [sys.executable, "-m", "sidecar", "run", "--config", str(self.config), "--dataplane", dataplane]
+        cmd += [
+            "--admin-address",
+            f"127.0.0.1:{admin}",
+            "--flush-interval",
+            "0.05",
+            "--drain-grace",
+            "5",
+            *extra,
+        ]
+        env = dict(os.environ, SIDECAR_LOG_LEVEL="WARNING")
+        process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        sidecar = Sidecar(dataplane, admin, process)
+        self.sidecars.append(sidecar)
+        return sidecar
+
+    async def wait_ready(self, sidecar: Sidecar, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if sidecar.process.poll() is not None:
+                    _, err = sidecar.process.communicate()
+                    raise AssertionError(f"sidecar {sidecar.name} exited: {err.decode()}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"http://127.0.0.1:{sidecar.admin}/ready") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.05)
+        raise AssertionError(f"sidecar {sidecar.name} not ready in {timeout}s")
+
+    async def start(self, *sidecar_args: str) -> None:
+        self._collector = web.AppRunner(build_collector_app(self.store), access_log=None)
+        await self._collector.setup()
+        await web.TCPSite(self._collector, "127.0.0.1", self.collector_port).start()
+        await self._serve(self.web, self._web_handler)
+        await self._serve(self.backend, self._backend_handler)
+        started = [
+            self.start_sidecar("web-01", *sidecar_args),
+            self.start_sidecar("backend-01", *sidecar_args),
+        ]
+        for sidecar in started:
+            await self.wait_ready(sidecar)
+
+    def stop_sidecar(self, sidecar: Sidecar, timeout: float = 15.0) -> int:
+        if sidecar.process.poll() is None:
+            sidecar.process.send_signal(signal.SIGTERM)
+        try:
+            return sidecar.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            sidecar.process.kill()
+            sidecar.process.wait()
+            raise
+
+    async def stop(self) -> None:
+        for sidecar in self.sidecars:
+            await asyncio.to_thread(self.stop_sidecar, sidecar)
+            for stream in (sidecar.process.stdout, sidecar.process.stderr):
+                if stream is not None:
+                    stream.close()
+        for app in (self.web, self.backend):
+            if app.runner is not None:
+                await app.runner.cleanup()
+        if self._collector is not None:
+            await self._collector.cleanup()
+
+    # helpers --------------------------------------------------------------------------------------
+    async def call(
+        self, headers: dict[str, str] | None = None, path: str = "/hello"
+    ) -> aiohttp.ClientResponse:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.web_in}{path}", headers=headers or {}) as resp,
+        ):
+            await resp.read()
+            return resp
+
+    async def trace(self, trace_id: str, spans: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.store.trace(trace_id) or []
+            if len(found) >= spans:
+                return list(found)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"trace {trace_id}: wanted {spans} spans, have {self.store.trace(trace_id)}")
+
+
+@contextlib.asynccontextmanager
+async def topology(tmp: Path, *sidecar_args: str, **kw: Any) -> AsyncIterator[Topology]:
+    topo = Topology(tmp, **kw)
+    try:
+        await topo.start(*sidecar_args)
+        yield topo
+    finally:
+        await topo.stop()
+
+
+def collector_store(app: web.Application) -> TraceStore:
+    return app[STORE_KEY]
