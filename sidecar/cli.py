@@ -56,7 +56,15 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--report-timeout", type=float, metavar="SECONDS")
     rep.add_argument("--retry-budget", type=float, metavar="SECONDS")
 
-    sub.add_parser("demo", help="run the local demo topology and print the traces")
+    d = sub.add_parser("demo", help="run the local demo topology and print the traces")
+    d.add_argument(
+        "--config", metavar="DIR", help="Kuma resources of the topology (default: the embedded demo)"
+    )
+    d.add_argument("--requests", type=int, default=3, metavar="N", help="requests to send (3)")
+    d.add_argument(
+        "--admin-base", type=int, default=9901, metavar="PORT", help="first sidecar admin port (9901)"
+    )
+    d.add_argument("--keep-running", action="store_true", help="keep the topology up until Ctrl-C")
     return p
 
 
@@ -157,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "demo":
-        raise NotImplementedError  # lead: sidecar.demo
+        from sidecar.demo.runner import run_demo
+
+        return run_demo(args.config, args.requests, args.admin_base, args.keep_running)
     return 2
 
 

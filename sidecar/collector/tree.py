@@ -6,18 +6,29 @@ and children naming that id as parent nest under the SERVER side (the deeper one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 Span = dict[str, Any]
 
 
+def _is_proxy(span: Span) -> bool:
+    return bool(span.get("tags", {}).get("component") == "proxy")
+
+
 def _parent(span: Span, by_id: dict[str, list[Span]]) -> Span | None:
-    same = by_id.get(span["id"], [])
-    if span.get("shared"):
-        for other in same:
-            if other is not span and not other.get("shared"):
-                return other
+    same = [other for other in by_id.get(span["id"], []) if other is not span]
+    if span.get("kind") == "SERVER":
+        # An app library that reuses the incoming ids for its own server span (py_zipkin does)
+        # records a twin of the sidecar's SERVER span: it runs inside the proxy's one.
+        if not _is_proxy(span):
+            for other in same:
+                if other.get("kind") == "SERVER" and _is_proxy(other):
+                    return other
+        if span.get("shared") or not _is_proxy(span):
+            for other in same:
+                if other.get("kind") == "CLIENT":
+                    return other
     parent_id = span.get("parentId")
     if parent_id is None:
         return None
@@ -37,13 +48,14 @@ def _line(span: Span) -> str:
     url = tags.get("http.url", span.get("name", ""))
     mark = "  ERROR" if tags.get("error") == "true" else ""
     extra = f"  [{flags}]" if flags not in ("-", "") else ""
-    kind = span.get("kind", "LOCAL")
+    kind = span.get("kind") or "LOCAL"
     return f"{service} {kind} {method} {url}  {duration_ms:.2f} ms  {status}{extra}{mark}".replace(
         "  ", " ", 0
     )
 
 
-def render_trace(spans: Sequence[Span]) -> str:
+def render_trace(spans: Sequence[Span], note: Callable[[Span], str] | None = None) -> str:
+    """The trace as lines; `note(span)` may append a remark to a span's line (e.g. its backend)."""
     by_id: dict[str, list[Span]] = {}
     for span in spans:
         by_id.setdefault(span["id"], []).append(span)
@@ -63,7 +75,7 @@ def render_trace(spans: Sequence[Span]) -> str:
         if id(span) in seen:  # a malformed trace could loop
             return
         seen.add(id(span))
-        lines.append("  " * depth + "└─ " + _line(span))
+        lines.append("  " * depth + "└─ " + _line(span) + (note(span) if note else ""))
         for child in sorted(children.get(id(span), []), key=lambda s: s.get("timestamp", 0)):
             walk(child, depth + 1, seen)
 
