@@ -32,8 +32,13 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the sidecar for one dataplane")
     r.add_argument("--config", action="append", required=True, metavar="PATH")
-    target = r.add_mutually_exclusive_group(required=True)
-    target.add_argument("--dataplane", metavar="NAME")
+    target = r.add_mutually_exclusive_group(required="SIDECAR_DATAPLANE" not in os.environ)
+    target.add_argument(
+        "--dataplane",
+        metavar="NAME",
+        default=os.environ.get("SIDECAR_DATAPLANE"),
+        help="the Dataplane to serve (default: $SIDECAR_DATAPLANE)",
+    )
     target.add_argument("--dataplane-file", metavar="FILE")
     r.add_argument("--admin-address", default="127.0.0.1:9901", metavar="HOST:PORT")
     r.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the listeners")
