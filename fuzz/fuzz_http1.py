@@ -7,9 +7,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, settings
 
-from tests.proxy.test_fuzz import requests_strategy, run_case  # noqa: E402
+from tests.proxy.test_fuzz import requests_strategy, run_case
 
 
 def main() -> None:
