@@ -1,0 +1,336 @@
+"""Throughput, latency and cost of the sidecar next to its peers, measured side by side in one run.
+
+    .venv/bin/python bench/run.py                      # 3 rounds x 5 s, 50 connections
+    .venv/bin/python bench/run.py --levels 1,50,500    # how cost grows with connections
+    .venv/bin/python bench/run.py --peers sidecar-0,sidecar-100 --duration 10
+
+Peers, all in front of the same upstream on loopback:
+  direct       the upstream itself (the limit)
+  nginx        nginx `proxy_pass` with upstream keep-alive, 1 worker    (apt-get install -y nginx)
+  naive        aiohttp reverse proxy + OpenTelemetry auto-instrumentation, B3, Zipkin exporter
+               (what a Python user would write instead; needs `pip install -e '.[demo]'`)
+  sidecar-0    `sidecar run`, a TrafficTrace with sampling 0 %
+  sidecar-100  `sidecar run`, sampling 100 %, every span delivered to a real collector process
+The upstream is nginx `return 200` when nginx is installed (so it is never the bottleneck), otherwise a
+small uvloop server. Load comes from wrk (apt-get install -y wrk) or, without it, a Python generator.
+Rounds rotate the peer order so drift cancels; the table shows medians. Results also go to
+bench/results/ as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+from bench.load import LoadResult, run_load  # noqa: E402
+from tests.util import free_port  # noqa: E402
+
+GOALS = {
+    "throughput >= 0.8x nginx": lambda r: r["sidecar-100"]["rps"] >= 0.8 * r["nginx"]["rps"],
+    "throughput >= 12x naive": lambda r: r["sidecar-100"]["rps"] >= 12 * r["naive"]["rps"],
+    "p99 <= 2x nginx": lambda r: r["sidecar-100"]["p99_ms"] <= 2 * r["nginx"]["p99_ms"],
+    "RSS <= 60 MB": lambda r: r["sidecar-100"]["rss_mb"] <= 60,
+    "100 % sampling costs <= 20 %": lambda r: r["sidecar-100"]["rps"] >= 0.8 * r["sidecar-0"]["rps"],
+}
+
+
+@dataclass
+class Peer:
+    name: str
+    port: int
+    pids: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+def proc_cpu(pids: list[int]) -> float:
+    """utime + stime of the processes, in seconds."""
+    total = 0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def peak_rss_mb(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1])
+    return total / 1024
+
+
+def children_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out]
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
+            if resp.status < 500:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Harness:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.nginx = shutil.which("nginx")
+        self.collector_port = free_port()
+
+    def spawn(self, cmd: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy(), start_new_session=True
+        )
+        self.procs.append(proc)
+        return proc
+
+    def nginx_conf(self, name: str, port: int, body: str) -> list[str]:
+        prefix = self.workdir / name
+        (prefix / "logs").mkdir(parents=True, exist_ok=True)
+        conf = prefix / "nginx.conf"
+        conf.write_text(
+            f"worker_processes 1; daemon off; pid {prefix}/nginx.pid; error_log {prefix}/logs/error.log warn;\n"
+            "events { worker_connections 4096; }\n"
+            f"http {{ access_log off; client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;"
+            f" fastcgi_temp_path {prefix}/tmp; uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;\n"
+            f"  keepalive_requests 1000000;\n{body}\n"
+            f"  server {{ listen 127.0.0.1:{port} reuseport; location / {{ {{LOC}} }} }} }}\n"
+        )
+        return [self.nginx or "nginx", "-p", str(prefix), "-c", str(conf)]
+
+    def start_upstream(self) -> Peer:
+        port = free_port()
+        if self.nginx:
+            cmd = self.nginx_conf("upstream", port, "")
+            conf = Path(cmd[-1])
+            conf.write_text(conf.read_text().replace("{LOC}", 'return 200 "ok";'))
+            proc = self.spawn(cmd, "upstream")
+        else:
+            proc = self.spawn([PY, str(ROOT / "bench" / "upstream.py"), str(port)], "upstream")
+        wait_http(f"http://127.0.0.1:{port}/")
+        return Peer("direct", port, [proc.pid, *children_of(proc.pid)], [proc])
+
+    def start_collector(self) -> None:
+        self.spawn(
+            [
+                PY,
+                "-m",
+                "sidecar.collector",
+                "--listen",
+                f"127.0.0.1:{self.collector_port}",
+                "--max-spans",
+                "200000",
+            ],
+            "collector",
+        )
+        wait_http(f"http://127.0.0.1:{self.collector_port}/stats")
+
+    def spans_accepted(self) -> int:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.collector_port}/stats", timeout=5) as resp:
+            return int(json.load(resp)["accepted"])
+
+    def start_nginx(self, upstream: int) -> Peer:
+        port = free_port()
+        cmd = self.nginx_conf(
+            "proxy", port, f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}"
+        )
+        conf = Path(cmd[-1])
+        loc = 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+        conf.write_text(conf.read_text().replace("{LOC}", loc))
+        proc = self.spawn(cmd, "nginx")
+        wait_http(f"http://127.0.0.1:{port}/")
+        return Peer("nginx", port, [proc.pid, *children_of(proc.pid)], [proc])
+
+    def start_naive(self, upstream: int) -> Peer:
+        port = free_port()
+        url = f"http://127.0.0.1:{self.collector_port}/api/v2/spans"
+        proc = self.spawn(
+            [PY, str(ROOT / "bench" / "naive_proxy.py"), str(port), str(upstream), url], "naive"
+        )
+        wait_http(f"http://127.0.0.1:{port}/")
+        return Peer("naive", port, [proc.pid], [proc])
+
+    def start_sidecar(self, name: str, upstream: int, sampling: float) -> Peer:
+        port, admin = free_port(), free_port()
+        config = self.workdir / f"config-{name}.yaml"
+        config.write_text(
+            f"""type: Mesh
+name: default
+tracing:
+  defaultBackend: collector
+  backends:
+  - name: collector
+    type: zipkin
+    sampling: {sampling}
+    conf:
+      url: http://127.0.0.1:{self.collector_port}/api/v2/spans
+---
+type: TrafficTrace
+name: all
+mesh: default
+selectors:
+- match:
+    kuma.io/service: '*'
+---
+type: Dataplane
+name: bench-01
+mesh: default
+networking:
+  address: 127.0.0.1
+  inbound:
+  - port: {port}
+    servicePort: {upstream}
+    tags:
+      kuma.io/service: bench
+      kuma.io/protocol: http
+"""
+        )
+        cmd = [PY, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "bench-01"]
+        cmd += ["--admin-address", f"127.0.0.1:{admin}", "--no-watch"]
+        proc = self.spawn(cmd, name, dict(os.environ, SIDECAR_LOG_LEVEL="WARNING"))
+        wait_http(f"http://127.0.0.1:{admin}/ready")
+        return Peer(name, port, [proc.pid], [proc])
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def measure(h: Harness, peer: Peer, connections: int, duration: float) -> dict[str, Any]:
+    spans_before = h.spans_accepted()
+    cpu_before = proc_cpu(peer.pids)
+    result: LoadResult = run_load(f"http://127.0.0.1:{peer.port}/", connections, duration)
+    cpu = proc_cpu(peer.pids) - cpu_before
+    time.sleep(1.5 if peer.name in ("sidecar-100", "naive") else 0)  # let the last batch arrive
+    spans = h.spans_accepted() - spans_before
+    return {
+        "rps": result.rps,
+        "p50_ms": result.p50_ms,
+        "p99_ms": result.p99_ms,
+        "errors": result.errors,
+        "requests": result.requests,
+        "cpu_s_per_1k": 1000 * cpu / result.requests if result.requests else 0.0,
+        "rss_mb": peak_rss_mb(peer.pids),
+        "spans": spans,
+        "tool": result.tool,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default="50", help="comma-separated connection counts, e.g. 1,50,500")
+    parser.add_argument("--peers", default="direct,nginx,naive,sidecar-0,sidecar-100")
+    args = parser.parse_args()
+    wanted = args.peers.split(",")
+    workdir = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
+    h = Harness(workdir)
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    try:
+        h.start_collector()
+        upstream = h.start_upstream()
+        peers = {"direct": upstream}
+        if "nginx" in wanted:
+            if h.nginx:
+                peers["nginx"] = h.start_nginx(upstream.port)
+            else:
+                print("nginx not found: skipped (install it with `apt-get install -y nginx`)")
+        if "naive" in wanted:
+            try:
+                import opentelemetry.instrumentation.aiohttp_server  # noqa: F401
+
+                peers["naive"] = h.start_naive(upstream.port)
+            except ImportError:
+                print("naive peer skipped: `pip install -e '.[demo]'` brings OpenTelemetry's instrumentation")
+        if "sidecar-0" in wanted:
+            peers["sidecar-0"] = h.start_sidecar("sidecar-0", upstream.port, 0.0)
+        if "sidecar-100" in wanted:
+            peers["sidecar-100"] = h.start_sidecar("sidecar-100", upstream.port, 100.0)
+        order = [p for p in wanted if p in peers]
+        for level in [int(x) for x in args.levels.split(",")]:
+            runs: dict[str, list[dict[str, Any]]] = {p: [] for p in order}
+            for r in range(args.rounds):
+                rotated = order[r % len(order) :] + order[: r % len(order)]
+                for name in rotated:
+                    runs[name].append(measure(h, peers[name], level, args.duration))
+            results[level] = {name: median_of(rs) for name, rs in runs.items()}
+            print(table(level, results[level], args))
+        out = ROOT / "bench" / "results"
+        out.mkdir(exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        (out / f"run-{stamp}.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=2))
+    finally:
+        h.stop()
+    return 0
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        out[key] = statistics.median(values) if isinstance(values[0], int | float) else values[0]
+    return out
+
+
+def table(level: int, r: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"\n{level} connections, {args.rounds} rounds x {args.duration:.0f}s (medians), load: {next(iter(r.values()))['tool']}",
+        f"{'peer':<12} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU s/1k':>9} {'RSS MB':>7} {'spans/req':>9} {'errors':>7}",
+    ]
+    for name, m in r.items():
+        per_req = m["spans"] / m["requests"] if m["requests"] else 0
+        spans = f"{per_req:.2f}" if name in ("sidecar-100", "naive") else "-"
+        lines.append(
+            f"{name:<12} {m['rps']:>9.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_s_per_1k']:>9.3f} "
+            f"{m['rss_mb']:>7.1f} {spans:>9} {m['errors']:>7}"
+        )
+    if "sidecar-100" in r:
+        s = r["sidecar-100"]["rps"]
+        for peer in ("nginx", "naive", "sidecar-0"):
+            if peer in r and r[peer]["rps"]:
+                lines.append(f"sidecar-100 / {peer}: {s / r[peer]['rps']:.2f}x throughput")
+        for goal, check in GOALS.items():
+            try:
+                lines.append(f"  {'PASS' if check(r) else 'FAIL'}  {goal}")
+            except KeyError:
+                lines.append(f"  n/a   {goal} (peer missing)")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
