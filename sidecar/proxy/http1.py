@@ -105,6 +105,10 @@ class Exchange:
         self.tunnel = False
         self.retried = False
         self._timer: asyncio.TimerHandle | None = None
+        # Writes are collected per read callback and flushed once: one syscall per direction
+        # instead of one per head, body chunk and terminator.
+        self._up_out: list[bytes] = []
+        self._down_out: list[bytes] = []
 
     # Start --------------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -137,12 +141,27 @@ class Exchange:
             self.local_flag(errors.UPSTREAM_CONNECT_FAILURE)
             return
         self.attach(future.result())
+        self.flush_upstream()
+
+    def flush_upstream(self) -> None:
+        if self._up_out and self.upstream is not None:
+            out = self._up_out
+            self._up_out = []
+            self.upstream.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def flush_downstream(self) -> None:
+        if self._down_out:
+            out = self._down_out
+            self._down_out = []
+            if not self.conn.closed:
+                self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def attach(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
-        upstream.write(self.head + b"".join(self.pending) if self.pending else self.head)
+        self._up_out.append(self.head)
+        self._up_out += self.pending
         if self.pending_size:
             self.pending = []
             self.conn.pending_bytes -= self.pending_size
@@ -154,7 +173,7 @@ class Exchange:
     # Request body (from the downstream parser) ---------------------------------------------------
     def _to_upstream(self, data: bytes) -> None:
         if self.upstream is not None:
-            self.upstream.write(data)
+            self._up_out.append(data)
         else:
             self.pending.append(data)
             self.pending_size += len(data)
@@ -180,12 +199,11 @@ class Exchange:
     ) -> None:
         if self.finished:
             return
-        transport = self.conn.transport
         if 100 <= status < 200 and status != 101:
             # Informational (100 Continue, 103 Early Hints): relayed, the final response follows.
             lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason or errors.reason(status))]
             lines += [n + b": " + v + _CRLF for n, v in headers]
-            transport.write(b"".join(lines) + _CRLF)
+            self._down_out.append(b"".join(lines) + _CRLF)
             return
         self._cancel_timer()
         self.status = status
@@ -231,19 +249,20 @@ class Exchange:
             if self.close_downstream:
                 out.append(b"connection: close\r\n")
         out.append(_CRLF)
-        transport.write(b"".join(out))
+        self._down_out.append(b"".join(out))
 
     def on_response_body(self, data: bytes) -> None:
         if self.finished:
             return
         self.response_size += len(data)
-        self.conn.transport.write(_chunk(data) if self.down_chunked else data)
+        self._down_out.append(_chunk(data) if self.down_chunked else data)
 
     def on_response_complete(self, trailers: list[tuple[bytes, bytes]]) -> None:
         if self.finished:
             return
         if self.down_chunked:
-            self.conn.transport.write(_trailer_block(trailers))
+            self._down_out.append(_trailer_block(trailers))
+        self.flush_downstream()
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
@@ -260,13 +279,12 @@ class Exchange:
         """The upstream switched protocols: both sides become a byte tunnel; the span ends here."""
         if self.finished or self.upstream is None:
             return
+        self.flush_downstream()
         self.tunnel = True
         self.conn.tunnel = self
         if rest:
             self.on_tunnel_data(rest)
-        if self.pending:
-            self.upstream.write(b"".join(self.pending))
-            self.pending = []
+        self.flush_upstream()
         self.record()
 
     def on_tunnel_data(self, data: bytes) -> None:
@@ -305,6 +323,7 @@ class Exchange:
         elif self.resp_framing == "close":
             self.on_response_complete([])  # the close is the end of an unframed body
         else:
+            self.flush_downstream()
             self.flags = errors.UPSTREAM_RESET
             self.close_downstream = True
             self.conn.transport.abort()  # the client must not mistake a cut body for a whole one
@@ -318,6 +337,7 @@ class Exchange:
             self._cancel_timer()
             self.local_flag(errors.UPSTREAM_PROTOCOL_ERROR)
         else:
+            self.flush_downstream()
             self.flags = errors.UPSTREAM_PROTOCOL_ERROR
             self.close_downstream = True
             self.conn.transport.abort()
@@ -358,6 +378,7 @@ class Exchange:
             extra = [(b"x-request-id", self.decision.request_id.encode())]
             self.status, reply = errors.flag_reply(flag, close=close, extra=extra)
             self.close_downstream = close
+            self.flush_downstream()  # a 100 Continue may have been relayed already
             self.conn.transport.write(reply)
             self.response_started = True
         if self.upstream is not None:
@@ -474,6 +495,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.last_activity = self.listener.loop.time()
         if self.tunnel is not None:
             self.tunnel.on_downstream_tunnel_data(data)
+            self.tunnel.flush_upstream()
             return
         if self._refused:
             return
@@ -492,6 +514,8 @@ class DownstreamConnection(asyncio.Protocol):
                 self.refuse(400, "invalid request")
         except httptools.HttpParserError as exc:
             self.refuse(400, str(exc) or "invalid request")
+        if self.queue and not self._refused:
+            self.queue[0].flush_upstream()
 
     def eof_received(self) -> bool | None:
         if self.tunnel is not None and self.tunnel.upstream is not None:
@@ -595,6 +619,7 @@ class DownstreamConnection(asyncio.Protocol):
         self.last_activity = self.listener.loop.time()
         if self.queue:
             self.queue[0].begin()
+            self.queue[0].flush_upstream()
 
     def idle(self) -> bool:
         return not self.queue and self.head_started is None and self.tunnel is None

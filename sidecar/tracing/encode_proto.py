@@ -6,6 +6,7 @@ needed; the tests decode its output with classes generated from the .proto file.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import struct
 from collections.abc import Sequence
@@ -17,7 +18,12 @@ _KIND = {"CLIENT": 1, "SERVER": 2}
 _FIXED64 = struct.Struct("<Q")
 
 
+_SMALL = [bytes((i,)) for i in range(128)]
+
+
 def _varint(value: int) -> bytes:
+    if value < 128:
+        return _SMALL[value]
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -31,6 +37,13 @@ def _field(number: int, payload: bytes) -> bytes:
     return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
+@functools.lru_cache(maxsize=4096)
+def _tag_key(key: str) -> bytes:
+    """The constant start of a tags map entry up to its value: cached, tag names repeat."""
+    return _field(1, key.encode())
+
+
+@functools.lru_cache(maxsize=4096)
 def _endpoint(ep: Endpoint) -> bytes:
     out = b""
     if ep.service_name:
@@ -42,6 +55,11 @@ def _endpoint(ep: Endpoint) -> bytes:
     if ep.port:
         out += b"\x20" + _varint(ep.port)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _local_endpoint(service: str) -> bytes:
+    return _field(8, _endpoint(Endpoint(service_name=service)))
 
 
 def encode_span_message(span: Span) -> bytes:
@@ -56,11 +74,12 @@ def encode_span_message(span: Span) -> bytes:
         parts.append(_field(5, span.name.encode()))
     parts.append(b"\x31" + _FIXED64.pack(span.timestamp_us))
     parts.append(b"\x38" + _varint(span.duration_us))
-    parts.append(_field(8, _endpoint(Endpoint(service_name=span.local_service))))
+    parts.append(_local_endpoint(span.local_service))
     if span.remote_endpoint is not None:
         parts.append(_field(9, _endpoint(span.remote_endpoint)))
     for key, value in span.tags.items():
-        parts.append(_field(11, _field(1, key.encode()) + _field(2, value.encode())))
+        entry = _tag_key(key) + _field(2, value.encode())
+        parts.append(b"\x5a" + _varint(len(entry)) + entry)
     if span.debug:
         parts.append(b"\x60\x01")
     if span.shared:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from typing import Literal
@@ -18,8 +19,11 @@ class Endpoint:
     port: int | None = None  # never 0: Zipkin treats 0 as absent, so we omit it
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_endpoint(address: str | None, service_name: str | None = None) -> Endpoint | None:
-    """`ip:port` or `[ipv6]:port` (or a bare ip) to an Endpoint; hostnames keep only the service name."""
+    """`ip:port` or `[ipv6]:port` (or a bare ip) to an Endpoint; hostnames keep only the service name.
+
+    Cached: peers and upstreams repeat across requests, and ip_address() is slow."""
     ipv4 = ipv6 = None
     port: int | None = None
     if address:
