@@ -1,6 +1,6 @@
 """Micro-benchmark of the tracing hot path: `Tracer.start` + `finish` (with encoding), per core.
 
-    .venv/bin/python bench/bench_encode.py
+.venv/bin/python bench/bench_encode.py
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sidecar.tracing.decide import Tracer, TracerSettings  # noqa: E402
+from sidecar.tracing.decide import Tracer, TracerSettings
 
-HEADERS = {b"x-b3-traceid": b"463ac35c9f6413ad", b"x-b3-spanid": b"a2fb4a1d1a96d312", b"x-request-id": b"0a1b2c3d-aaaa"}
+HEADERS = {
+    b"x-b3-traceid": b"463ac35c9f6413ad",
+    b"x-b3-spanid": b"a2fb4a1d1a96d312",
+    b"x-request-id": b"0a1b2c3d-aaaa",
+}
 
 
 def run(settings: TracerSettings | None, n: int, encode: bool = True) -> float:
@@ -33,7 +37,14 @@ def run(settings: TracerSettings | None, n: int, encode: bool = True) -> float:
             upstream_cluster="localhost:8080",
         )
         if encode and d.span is not None:
-            tracer.finish(d.span, status=200, request_size=0, response_size=2, response_flags="-", upstream_address="127.0.0.1:8080")
+            tracer.finish(
+                d.span,
+                status=200,
+                request_size=0,
+                response_size=2,
+                response_flags="-",
+                upstream_address="127.0.0.1:8080",
+            )
     return (time.perf_counter() - start) / n * 1e6
 
 

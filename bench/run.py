@@ -124,10 +124,10 @@ class Harness:
         )
         return [self.nginx or "nginx", "-p", str(prefix), "-c", str(conf)]
 
-    def start_upstream(self) -> Peer:
-        port = free_port()
+    def start_upstream(self, port: int | None = None) -> Peer:
+        port = port or free_port()
         if self.nginx:
-            cmd = self.nginx_conf("upstream", port, "")
+            cmd = self.nginx_conf(f"upstream-{port}-{len(self.procs)}", port, "")
             conf = Path(cmd[-1])
             conf.write_text(conf.read_text().replace("{LOC}", 'return 200 "ok";'))
             proc = self.spawn(cmd, "upstream")
