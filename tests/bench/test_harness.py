@@ -28,11 +28,8 @@ def test_bench_smoke_run() -> None:
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    rows = {
-        line.split()[0]: line.split()
-        for line in proc.stdout.splitlines()
-        if line.split() and line.split()[0] in ("direct", "sidecar-0", "sidecar-100")
-    }
+    table = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 8]
+    rows = {r[0]: r for r in table if r[0] in ("direct", "sidecar-0", "sidecar-100")}
     assert set(rows) == {"direct", "sidecar-0", "sidecar-100"}
     assert all(float(r[1]) > 0 and r[-1] == "0" for r in rows.values())  # req/s measured, no errors
     assert float(rows["sidecar-100"][6]) > 0.9  # spans per request delivered to the collector
