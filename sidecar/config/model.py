@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 SERVICE_TAG = "kuma.io/service"
 PROTOCOL_TAG = "kuma.io/protocol"
@@ -28,6 +29,18 @@ class Backend:
     trace_id_128bit: bool = False
     api_version: str = "httpJson"
     shared_span_context: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """The `backend` object of the inspect JSON (DESIGN.md section 4)."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "sampling": self.sampling,
+            "url": self.url,
+            "traceId128bit": self.trace_id_128bit,
+            "apiVersion": self.api_version,
+            "sharedSpanContext": self.shared_span_context,
+        }
 
 
 @dataclass(frozen=True, slots=True)

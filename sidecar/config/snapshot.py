@@ -11,34 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.config.match import best_traffic_trace
-from sidecar.config.model import Dataplane, Outbound, Resources
+from sidecar.config.model import Backend, Dataplane, Outbound, Resources
 
 #: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc; we speak HTTP/1.1).
 TRACED_PROTOCOLS = frozenset({"http", "http2", "grpc"})
 
 
-@dataclass(frozen=True, slots=True)
-class TracingBackend:
-    """A resolved `zipkin` tracing backend of a Mesh, defaults applied."""
-
-    name: str
-    type: str  # always "zipkin" in a valid snapshot
-    sampling: float  # percent, 0..100
-    url: str
-    trace_id_128bit: bool = False
-    api_version: str = "httpJson"  # "httpJson" | "httpProto" (httpJsonV1 is normalised to httpJson)
-    shared_span_context: bool = True
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "type": self.type,
-            "sampling": self.sampling,
-            "url": self.url,
-            "traceId128bit": self.trace_id_128bit,
-            "apiVersion": self.api_version,
-            "sharedSpanContext": self.shared_span_context,
-        }
+# The resolved backend is the validated Mesh backend itself (defaults applied, httpJsonV1 -> httpJson).
+TracingBackend = Backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +146,7 @@ def build_snapshot(resources: Resources, dataplane_name: str, dataplane: Datapla
     policy = best_traffic_trace(dataplane, resources.traffic_traces)
     backend: TracingBackend | None = None
     if policy is not None:
-        found = mesh.backend(policy.backend or mesh.default_backend or "")
-        if found is not None:
-            backend = TracingBackend(
-                name=found.name,
-                type=found.type,
-                sampling=found.sampling,
-                url=found.url,
-                trace_id_128bit=found.trace_id_128bit,
-                api_version=found.api_version,
-                shared_span_context=found.shared_span_context,
-            )
+        backend = mesh.backend(policy.backend or mesh.default_backend or "")
     inbound = tuple(
         InboundListener(
             address=dataplane.listen_address(i),

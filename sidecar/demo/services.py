@@ -23,15 +23,9 @@ from typing import Any, cast
 import aiohttp
 from aiohttp import web
 
-PROPAGATED = (
-    "x-request-id",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "b3",
-)
+from sidecar.tracing.decide import TRACE_HEADER_NAMES
+
+PROPAGATED = frozenset(name.decode() for name in TRACE_HEADER_NAMES)  # x-request-id and the B3 headers
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 

@@ -25,17 +25,8 @@ from aiohttp import web
 
 from sidecar.collector.app import STORE_KEY, build_collector_app
 from sidecar.collector.store import TraceStore
+from sidecar.demo.services import PROPAGATED
 from tests.util import free_port
-
-PROPAGATED = (
-    "x-request-id",
-    "x-b3-traceid",
-    "x-b3-spanid",
-    "x-b3-parentspanid",
-    "x-b3-sampled",
-    "x-b3-flags",
-    "b3",
-)
 
 
 @dataclass
