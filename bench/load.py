@@ -21,18 +21,17 @@ class LoadResult:
     tool: str
 
 
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
 
 
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
-    if not m:
-        raise ValueError(f"unparseable latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+def _ms(text: str | None) -> float:
+    """wrk's `417.00us`, `1.20ms`, `1.02s`, `1.50m`; NaN when wrk printed none (all requests failed)."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", (text or "").strip())
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
 def parse_wrk(out: str) -> LoadResult:
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M))
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = 0
@@ -40,7 +39,7 @@ def parse_wrk(out: str) -> LoadResult:
         errors += int(m.group(1))
     if m := re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out):
         errors += sum(int(x) for x in m.groups())
-    return LoadResult(rps, _ms(pct["50"]), _ms(pct["99"]), requests, errors, "wrk")
+    return LoadResult(rps, _ms(pct.get("50")), _ms(pct.get("99")), requests, errors, "wrk")
 
 
 def run_load(url: str, connections: int, duration: float) -> LoadResult:

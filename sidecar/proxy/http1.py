@@ -58,6 +58,43 @@ def _connection_tokens(headers: list[tuple[bytes, bytes, bytes]]) -> set[bytes]:
 class Exchange:
     """One request/response through the proxy, from the request head to the end of the response."""
 
+    __slots__ = (
+        "_down_out",
+        "_timer",
+        "_up_out",
+        "close_downstream",
+        "conn",
+        "decision",
+        "down_chunked",
+        "endpoint",
+        "finished",
+        "flags",
+        "has_body",
+        "head",
+        "is_head",
+        "keep_alive",
+        "method",
+        "pending",
+        "pending_size",
+        "req_chunked",
+        "req_done",
+        "request_size",
+        "resp_framing",
+        "response_size",
+        "response_started",
+        "retried",
+        "route",
+        "started",
+        "status",
+        "target",
+        "tunnel",
+        "upgrade",
+        "upstream",
+        "upstream_address",
+        "upstream_keep_alive",
+        "version",
+    )
+
     def __init__(
         self,
         conn: DownstreamConnection,
