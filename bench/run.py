@@ -158,7 +158,7 @@ class Harness:
     def start_nginx(self, upstream: int) -> Peer:
         port = free_port()
         cmd = self.nginx_conf(
-            "proxy", port, f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}"
+            "proxy", port, f"  upstream up {{ server 127.0.0.1:{upstream}; keepalive 1024; }}"
         )
         conf = Path(cmd[-1])
         loc = 'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'

@@ -79,7 +79,7 @@ def metric_families(
 
     r = reporter or ReporterStats()
     yield CounterMetricFamily(
-        "sidecar_spans_created", "Spans closed and handed to the reporter", value=r.spans_submitted
+        "sidecar_spans_created", "Spans closed and handed to the reporter", value=r.spans_received
     )
     yield CounterMetricFamily("sidecar_spans_sent", "Spans the collector accepted", value=r.spans_sent)
     dropped = CounterMetricFamily("sidecar_spans_dropped", "Spans lost, by reason", labels=["reason"])

@@ -14,5 +14,5 @@ class ProxySettings:
     header_timeout: float = 30.0  # seconds for a client to send a complete request head
     idle_timeout: float = 300.0  # seconds a downstream keep-alive connection may sit idle
     pool_idle_timeout: float = 60.0  # seconds an idle upstream connection is kept
-    pool_max_idle: int = 64  # idle upstream connections kept per endpoint
+    pool_max_idle: int = 1024  # idle upstream connections kept per endpoint (fewer churn under load)
     buffer_high: int = 256 * 1024  # bytes buffered toward a peer before the other side is paused

@@ -70,12 +70,15 @@ class Reporter:
     # Hot path -----------------------------------------------------------------------------------
     def submit(self, span: bytes) -> None:
         buffer = self._buffer
+        stats = self.stats
+        stats.spans_received += 1
         if len(buffer) >= self._capacity or self._closing:
-            self.stats.spans_dropped["buffer_full" if not self._closing else "shutdown"] += 1
+            stats.spans_dropped["buffer_full" if not self._closing else "shutdown"] += 1
             return
         buffer.append(span)
-        self.stats.spans_submitted += 1
-        if len(buffer) >= self._min_batch and not self._wake.is_set():
+        stats.spans_submitted += 1
+        stats.buffer_size = size = len(buffer)
+        if size >= self._min_batch and not self._wake.is_set():
             self._wake.set()
 
     # Life cycle ---------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ DROP_REASONS = ("buffer_full", "rejected", "retries_exhausted", "shutdown")
 
 @dataclass(slots=True)
 class ReporterStats:
-    spans_submitted: int = 0
+    spans_received: int = 0  # every span handed to `submit`
+    spans_submitted: int = 0  # of those, the ones that found room in the buffer
     spans_sent: int = 0
     spans_dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     reports_sent: int = 0  # POSTs the collector accepted

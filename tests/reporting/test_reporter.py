@@ -209,11 +209,12 @@ async def test_collector_down_bounded_memory_and_drops_counted() -> None:
             await asyncio.sleep(0.01)
     assert len(reporter._buffer) <= 50
     stats = reporter.stats
+    assert stats.buffer_size == len(reporter._buffer)  # the gauge follows submit, not just flushes
     assert stats.spans_dropped["buffer_full"] >= 400
     await wait_for(lambda: stats.spans_dropped["retries_exhausted"] > 0)
     await reporter.aclose(timeout=0.2)
     accounted = stats.spans_sent + sum(stats.spans_dropped.values())
-    assert accounted == 500 and stats.spans_sent == 0
+    assert accounted == 500 == stats.spans_received and stats.spans_sent == 0
 
 
 async def test_final_flush_on_close(aiohttp_server: ServerFactory) -> None:
