@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -43,7 +44,7 @@ def parse_wrk(out: str) -> LoadResult:
 
 
 def run_load(url: str, connections: int, duration: float) -> LoadResult:
-    wrk = shutil.which("wrk")
+    wrk = None if os.environ.get("SIDECAR_BENCH_PYTHON_ONLY") else shutil.which("wrk")
     if wrk:
         cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60).stdout

@@ -99,7 +99,7 @@ class Harness:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: list[subprocess.Popen[bytes]] = []
-        self.nginx = shutil.which("nginx")
+        self.nginx = None if os.environ.get("SIDECAR_BENCH_PYTHON_ONLY") else shutil.which("nginx")
         self.collector_port = free_port()
 
     def spawn(self, cmd: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -256,7 +256,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--levels", default="50", help="comma-separated connection counts, e.g. 1,50,500")
     parser.add_argument("--peers", default="direct,nginx,naive,sidecar-0,sidecar-100")
+    parser.add_argument(
+        "--python-only", action="store_true", help="ignore nginx and wrk: Python upstream and load"
+    )
     args = parser.parse_args()
+    if args.python_only:
+        os.environ["SIDECAR_BENCH_PYTHON_ONLY"] = "1"
     wanted = args.peers.split(",")
     workdir = Path(tempfile.mkdtemp(prefix="sidecar-bench-"))
     h = Harness(workdir)

@@ -22,6 +22,7 @@ def test_bench_smoke_run() -> None:
             "4",
             "--peers",
             "direct,sidecar-0,sidecar-100",
+            "--python-only",  # the same path on every machine, with or without nginx and wrk
         ],
         capture_output=True,
         text=True,
@@ -34,3 +35,24 @@ def test_bench_smoke_run() -> None:
     assert all(float(r[1]) > 0 and r[-1] == "0" for r in rows.values())  # req/s measured, no errors
     assert float(rows["sidecar-100"][6]) > 0.9  # spans per request delivered to the collector
     assert "sidecar-100 / sidecar-0" in proc.stdout
+    assert "load: python" in proc.stdout
+
+
+def test_wrk_output_parsing() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.load import parse_wrk
+
+    out = """Running 5s test @ http://127.0.0.1:1/
+  1 threads and 50 connections
+  Latency Distribution
+     50%  417.00us
+     75%    1.00ms
+     90%    1.10ms
+     99%    1.20s 
+  123456 requests in 5.00s, 10.00MB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 1, write 0, timeout 2
+Requests/sec:  24690.13
+"""
+    r = parse_wrk(out)
+    assert (r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors) == (24690.13, 0.417, 1200.0, 123456, 6)
