@@ -48,7 +48,7 @@ def test_wrk_output_parsing() -> None:
      50%  417.00us
      75%    1.00ms
      90%    1.10ms
-     99%    1.20s 
+     99%    1.20s
   123456 requests in 5.00s, 10.00MB read
   Non-2xx or 3xx responses: 3
   Socket errors: connect 0, read 1, write 0, timeout 2
