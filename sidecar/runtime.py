@@ -29,7 +29,7 @@ from sidecar.admin.app import build_admin_app
 from sidecar.admin.metrics import RuntimeCounters, metric_families
 from sidecar.config import resolve
 from sidecar.config.snapshot import InboundListener, OutboundListener, Snapshot
-from sidecar.proxy import Listener, ProxySettings, Route, start_listener
+from sidecar.proxy import HttpListener, Listener, ProxySettings, Route, TcpListener, start_listener
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
 
@@ -207,7 +207,7 @@ class Runtime:
         try:
             for key, (route, http) in routes.items():
                 existing = self.listeners.get(key)
-                if existing is not None and isinstance(existing, _http_class(http)):
+                if existing is not None and isinstance(existing, HttpListener if http else TcpListener):
                     continue
                 if existing is not None:  # protocol changed: the port must be free before rebinding
                     existing.close()
@@ -227,6 +227,9 @@ class Runtime:
         except OSError as exc:
             for _, listener in started:
                 await listener.drain(0)
+            for closed in old_to_drain:  # a failed reload leaves the old listeners as they were
+                with contextlib.suppress(OSError):
+                    await closed.start(reuse_port=self.options.reuse_port)
             if reporter is not None and reporter is not self.reporter:
                 await reporter.aclose(0.1)
             raise StartupError([f"cannot listen: {exc}"]) from None
@@ -295,12 +298,6 @@ class Runtime:
             self.access_log.close()
         if self._admin is not None:
             await self._admin.cleanup()
-
-
-def _http_class(http: bool) -> type[Listener]:
-    from sidecar.proxy import HttpListener, TcpListener
-
-    return HttpListener if http else TcpListener
 
 
 async def _ticker(runtime: Runtime, on_tick: Callable[[Runtime], None], every: float) -> None:

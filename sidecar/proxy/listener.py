@@ -56,7 +56,8 @@ class Listener:
         for sock in self.server.sockets:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sweeper = asyncio.create_task(self._sweep(), name=f"sweep {self.name}")
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name=f"sweep {self.name}")
 
     def connection_opened(self, conn: asyncio.Protocol) -> None:
         self.connections.add(conn)
