@@ -28,7 +28,7 @@ from sidecar import __version__
 from sidecar.admin.app import build_admin_app
 from sidecar.admin.metrics import RuntimeCounters, metric_families
 from sidecar.config import resolve
-from sidecar.config.snapshot import InboundListener, OutboundListener, Snapshot
+from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import HttpListener, Listener, ProxySettings, Route, TcpListener, start_listener
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
@@ -384,4 +384,4 @@ def run(options: RunOptions) -> int:
         return runner.run(serve(options))
 
 
-__all__ = ["InboundListener", "OutboundListener", "RunOptions", "Runtime", "StartupError", "run", "serve"]
+__all__ = ["RunOptions", "Runtime", "StartupError", "run", "serve"]

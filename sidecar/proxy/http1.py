@@ -205,7 +205,7 @@ class Exchange:
             self.pending_size = 0
             self.conn.maybe_resume()
         timeout = self.conn.listener.settings.upstream_timeout
-        self._timer = asyncio.get_running_loop().call_later(timeout, self._on_timeout)
+        self._timer = self.conn.listener.loop.call_later(timeout, self._on_timeout)
 
     # Request body (from the downstream parser) ---------------------------------------------------
     def _to_upstream(self, data: bytes) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import socket
 
-from sidecar.proxy import errors
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
@@ -84,7 +83,7 @@ class Listener:
         if self.server is not None:
             self.server.close()
 
-    def idle_connections(self) -> list[asyncio.Protocol]:
+    def idle_connections(self) -> list[DownstreamConnection]:
         return []
 
     async def drain(self, grace: float) -> None:
@@ -94,9 +93,8 @@ class Listener:
         loop = self.loop
         deadline = loop.time() + grace
         while self.connections and loop.time() < deadline:
-            for conn in self.idle_connections():
-                if isinstance(conn, DownstreamConnection):
-                    conn.close_if_idle()
+            for idle in self.idle_connections():
+                idle.close_if_idle()
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             transport = getattr(conn, "transport", None)
@@ -116,7 +114,7 @@ class HttpListener(Listener):
     def _protocol(self) -> asyncio.Protocol:
         return DownstreamConnection(self)
 
-    def idle_connections(self) -> list[asyncio.Protocol]:
+    def idle_connections(self) -> list[DownstreamConnection]:
         return [c for c in self.connections if isinstance(c, DownstreamConnection) and c.idle()]
 
     def sweep_once(self, now: float) -> None:
@@ -133,9 +131,6 @@ class HttpListener(Listener):
 class TcpListener(Listener):
     def _protocol(self) -> asyncio.Protocol:
         return TcpDownstream(self)
-
-    def sweep_once(self, now: float) -> None:
-        pass
 
 
 async def start_listener(
@@ -155,4 +150,4 @@ async def start_listener(
     return listener
 
 
-__all__ = ["HttpListener", "Listener", "TcpListener", "errors", "start_listener"]
+__all__ = ["HttpListener", "Listener", "TcpListener", "start_listener"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.topology import Topology, topology
+from tests.e2e.topology import topology
 
 CALLER_TRACE = "463ac35c9f6413ad"
 CALLER_SPAN = "a2fb4a1d1a96d312"
@@ -186,6 +186,3 @@ async def test_workers_share_listeners(tmp_path: Path, workers: int) -> None:
             assert (await topo.call()).status == 200
         assert len(topo.backend.seen) == 10
         await topo.trace(topo.web.seen[-1]["x-b3-traceid"], 3)
-
-
-_ = Topology  # re-exported for other e2e modules

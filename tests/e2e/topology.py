@@ -23,7 +23,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from sidecar.collector.app import STORE_KEY, build_collector_app
+from sidecar.collector.app import build_collector_app
 from sidecar.collector.store import TraceStore
 from sidecar.demo.services import PROPAGATED
 from tests.util import free_port
@@ -227,7 +227,3 @@ async def topology(tmp: Path, *sidecar_args: str, **kw: Any) -> AsyncIterator[To
         yield topo
     finally:
         await topo.stop()
-
-
-def collector_store(app: web.Application) -> TraceStore:
-    return app[STORE_KEY]
