@@ -28,6 +28,14 @@ HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
 _CRLF = b"\r\n"
+_UPSTREAM_FAILURES = frozenset(
+    {
+        errors.UPSTREAM_CONNECT_FAILURE,
+        errors.UPSTREAM_RESET,
+        errors.UPSTREAM_TIMEOUT,
+        errors.UPSTREAM_PROTOCOL_ERROR,
+    }
+)
 
 
 class HeadError(Exception):
@@ -154,6 +162,8 @@ class Exchange:
             self.local_flag(errors.NO_HEALTHY_UPSTREAM)
             return
         self.endpoint = endpoint
+        stats = self.conn.listener.stats
+        stats.count_endpoint(stats.upstream_rq, f"{endpoint[0]}:{endpoint[1]}")
         conn = self.conn.listener.pool.acquire(endpoint)
         if conn is not None:
             self.attach(conn)
@@ -174,9 +184,14 @@ class Exchange:
             if exc is None:
                 future.result().close()
             return
+        stats = self.conn.listener.stats
+        assert self.endpoint is not None
+        key = f"{self.endpoint[0]}:{self.endpoint[1]}"
         if exc is not None:
+            stats.count_endpoint(stats.upstream_cx_connect_fail, key)
             self.local_flag(errors.UPSTREAM_CONNECT_FAILURE)
             return
+        stats.count_endpoint(stats.upstream_cx_total, key)
         self.attach(future.result())
         self.flush_upstream()
 
@@ -450,7 +465,10 @@ class Exchange:
         self.finished = True
         listener = self.conn.listener
         seconds = time.perf_counter() - self.started
-        listener.stats.record(self.status, seconds, self.request_size, self.response_size, self.flags)
+        stats = listener.stats
+        stats.record(self.status, seconds, self.request_size, self.response_size, self.flags)
+        if self.endpoint is not None and (self.status >= 500 or self.flags in _UPSTREAM_FAILURES):
+            stats.count_endpoint(stats.upstream_rq_error, f"{self.endpoint[0]}:{self.endpoint[1]}")
         route = self.route
         span = self.decision.span
         if span is not None and route.sink is not None:

@@ -39,6 +39,14 @@ class ListenerStats:
     duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
     duration_sum: float = 0.0
     duration_count: int = 0
+    # Per upstream endpoint ("host:port" as configured), for the admin's /clusters.
+    upstream_rq: dict[str, int] = field(default_factory=dict)  # requests sent to it (or tried)
+    upstream_rq_error: dict[str, int] = field(default_factory=dict)  # 5xx answers, resets, timeouts
+    upstream_cx_total: dict[str, int] = field(default_factory=dict)  # connections opened
+    upstream_cx_connect_fail: dict[str, int] = field(default_factory=dict)  # connections that failed
+
+    def count_endpoint(self, table: dict[str, int], endpoint: str) -> None:
+        table[endpoint] = table.get(endpoint, 0) + 1
 
     def record(self, status: int, seconds: float, request_bytes: int, response_bytes: int, flag: str) -> None:
         if 100 <= status < 600:

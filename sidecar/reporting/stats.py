@@ -18,3 +18,5 @@ class ReporterStats:
     reports_dropped: int = 0  # batches given up (rejected, retries exhausted, shutdown)
     buffer_size: int = 0
     buffer_capacity: int = 0
+    timer_flushed: int = 0  # flushes started by the flush interval rather than a full batch
+    last_error: str = ""  # the reason of the last failed or rejected POST ("" when none yet)
