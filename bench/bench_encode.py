@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sidecar.tracing.decide import Tracer, TracerSettings
+from sidecar.tracing.encoding import PROTO
 
 HEADERS = {
     b"x-b3-traceid": b"463ac35c9f6413ad",
@@ -54,7 +55,7 @@ def main() -> None:
         ("no backend (x-request-id only)", run(None, n)),
         ("sampled, start only", run(TracerSettings(), n, encode=False)),
         ("sampled, start + finish, JSON", run(TracerSettings(), n)),
-        ("sampled, start + finish, proto3", run(TracerSettings(api_version="httpProto"), n)),
+        ("sampled, start + finish, proto3", run(TracerSettings(encoding=PROTO), n)),
         ("unsampled (0 %)", run(TracerSettings(sampling=0.0), n)),
     ]
     print(f"{'case':<36} {'us/request':>10} {'spans/s/core':>13}")

@@ -20,11 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
+from sidecar.tracing.encoding import encoding_for
 from tests.util import free_port
 
 
 def encoded_spans(n: int, api: str) -> list[bytes]:
-    tracer = Tracer(TracerSettings(api_version=api), service_name="web", node_id="default.web-01")
+    tracer = Tracer(TracerSettings(encoding=encoding_for(api)), service_name="web", node_id="default.web-01")
     out = []
     for _ in range(n):
         d = tracer.start(
@@ -52,7 +53,9 @@ def accepted(port: int) -> int:
 
 async def measure(port: int, spans: list[bytes], api: str) -> float:
     reporter = Reporter(
-        f"http://127.0.0.1:{port}/api/v2/spans", api, ReporterSettings(buffer_capacity=len(spans) + 1000)
+        f"http://127.0.0.1:{port}/api/v2/spans",
+        encoding_for(api),
+        ReporterSettings(buffer_capacity=len(spans) + 1000),
     )
     await reporter.start()
     before = accepted(port)

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from sidecar.config.snapshot import OutboundListener
+from sidecar.proxy.host import UpstreamPool
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
@@ -55,16 +56,19 @@ class FakeTransport:
 
 
 class FakeListener:
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    SETTINGS = ProxySettings(max_header_bytes=4096, max_headers=20)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, endpoints: tuple[str, ...] = ()) -> None:
         self.name = "fuzz"
         self.loop = loop
-        self.settings = ProxySettings(max_header_bytes=4096, max_headers=20)
+        self.settings = self.SETTINGS
         self.stats = ListenerStats("fuzz", "outbound")
-        self.pool = Pool(self.settings)
+        self.pool: UpstreamPool = Pool(self.settings)
         self.draining = False
+        self.h2_prefaces = 0
         tracer = Tracer(TracerSettings(), service_name="fuzz", node_id="default.fuzz")
         self.route = Route.outbound(
-            OutboundListener("127.0.0.1", 0, "nowhere", "http", ()), tracer, lambda _: None
+            OutboundListener("127.0.0.1", 0, "nowhere", "http", endpoints), tracer, lambda _: None
         )
 
     def connection_opened(self, conn: object) -> None:
@@ -73,11 +77,14 @@ class FakeListener:
     def connection_closed(self, conn: object) -> None:
         pass
 
+    def switch_to_h2(self, conn: object, data: bytes) -> None:
+        self.h2_prefaces += 1
+
 
 def feed(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> tuple[bytes, bool]:
     """Feed `chunks` to one downstream connection; return what it wrote and whether it closed."""
     transport = FakeTransport()
-    conn = DownstreamConnection(FakeListener(loop))  # type: ignore[arg-type]
+    conn = DownstreamConnection(FakeListener(loop))
     conn.connection_made(transport)  # type: ignore[arg-type]
     for chunk in chunks:
         if transport.closed:
@@ -91,6 +98,6 @@ def check(out: bytes, closed: bool) -> None:
     """The property: every reply is a well-formed status line; a 4xx always closes."""
     for reply in out.split(b"HTTP/1.1 ")[1:]:
         status = int(reply[:3])
-        assert status in (400, 405, 408, 431, 503), reply[:80]
+        assert status in (400, 405, 408, 431, 503, 505), reply[:80]
         if 400 <= status < 500:
             assert closed and b"connection: close" in reply

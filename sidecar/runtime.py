@@ -32,6 +32,7 @@ from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import HttpListener, Listener, ProxySettings, Route, TcpListener, start_listener
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
+from sidecar.tracing.encoding import encoding_for
 
 log = logging.getLogger("sidecar")
 
@@ -88,7 +89,7 @@ def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
         sampling=b.sampling,
         trace_id_128bit=b.trace_id_128bit,
         shared_span_context=b.shared_span_context,
-        api_version=b.api_version,
+        encoding=encoding_for(b.api_version),
     )
 
 
@@ -174,9 +175,10 @@ class Runtime:
         current = self.reporter
         if backend is None:
             return None
-        if current is not None and current.url == backend.url and current.api_version == backend.api_version:
+        encoding = encoding_for(backend.api_version)
+        if current is not None and current.url == backend.url and current.encoding == encoding:
             return current
-        reporter = Reporter(backend.url, backend.api_version, self.options.reporter)
+        reporter = Reporter(backend.url, encoding, self.options.reporter)
         await reporter.start()
         return reporter
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 
 from sidecar.proxy.http1 import DownstreamConnection
@@ -12,6 +13,8 @@ from sidecar.proxy.settings import ProxySettings
 from sidecar.proxy.stats import ListenerStats
 from sidecar.proxy.tcp import TcpDownstream
 from sidecar.proxy.upstream import Pool
+
+log = logging.getLogger("sidecar.proxy")
 
 
 class Listener:
@@ -33,6 +36,7 @@ class Listener:
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Protocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._h2_warned: set[str] = set()
 
     @property
     def bound(self) -> tuple[str, int]:
@@ -67,6 +71,17 @@ class Listener:
         if conn in self.connections:
             self.connections.discard(conn)
             self.stats.connections_active -= 1
+
+    def switch_to_h2(self, conn: asyncio.Protocol, data: bytes) -> None:
+        """Until HTTP/2 is spoken here: say so once per client address, count it, and close."""
+        peer = getattr(conn, "peer", "-").rpartition(":")[0]
+        if peer not in self._h2_warned:
+            self._h2_warned.add(peer)
+            log.warning("%s: HTTP/2 (h2c) client %s on an HTTP/1.1 listener; closing", self.name, peer)
+        self.stats.local_reply("h2c_refused")
+        transport = getattr(conn, "transport", None)
+        if transport is not None:
+            transport.close()
 
     async def _sweep(self) -> None:
         """Idle and slow-head timeouts, checked in one pass instead of a timer per request."""

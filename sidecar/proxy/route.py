@@ -8,16 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.config.snapshot import InboundListener, OutboundListener
+from sidecar.proxy.endpoint import Endpoint, endpoint_of, parse_endpoint
 from sidecar.tracing.decide import Tracer
 
-Endpoint = tuple[str, int]
 SpanSink = Callable[[bytes], None]
 AccessLog = Callable[[dict[str, Any]], None]
-
-
-def parse_endpoint(text: str) -> Endpoint:
-    host, _, port = text.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +25,11 @@ class Route:
     remote_service: str | None = None  # outbound: the destination service
     access_log: AccessLog | None = None
     _cycle: Iterator[Endpoint] = field(init=False, repr=False, compare=False)
+    default_host: bytes = field(init=False, repr=False, compare=False)  # Host for a request without one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_cycle", itertools.cycle(self.endpoints))
+        object.__setattr__(self, "default_host", self.cluster.encode())
 
     @property
     def kind(self) -> str:
@@ -54,7 +51,7 @@ class Route:
         return cls(
             "inbound",
             f"localhost:{spec.service_port}",
-            ((spec.service_address, spec.service_port),),
+            (endpoint_of(spec.service_address, spec.service_port),),
             tracer,
             sink,
             None,

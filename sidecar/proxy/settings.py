@@ -16,3 +16,4 @@ class ProxySettings:
     pool_idle_timeout: float = 60.0  # seconds an idle upstream connection is kept
     pool_max_idle: int = 1024  # idle upstream connections kept per endpoint (fewer churn under load)
     buffer_high: int = 256 * 1024  # bytes buffered toward a peer before the other side is paused
+    dns_ttl: float = 5.0  # seconds a resolved endpoint name is kept before it is resolved again

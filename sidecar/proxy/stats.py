@@ -48,11 +48,15 @@ class ListenerStats:
     def count_endpoint(self, table: dict[str, int], endpoint: str) -> None:
         table[endpoint] = table.get(endpoint, 0) + 1
 
+    def local_reply(self, flag: str) -> None:
+        """A reply the proxy made or a connection it refused, by Envoy flag (or our own reason)."""
+        self.local_replies[flag] = self.local_replies.get(flag, 0) + 1
+
     def record(self, status: int, seconds: float, request_bytes: int, response_bytes: int, flag: str) -> None:
         if 100 <= status < 600:
             self.requests[f"{status // 100}xx"] += 1
         if flag != "-":
-            self.local_replies[flag] = self.local_replies.get(flag, 0) + 1
+            self.local_reply(flag)
         self.bytes_received += request_bytes
         self.bytes_sent += response_bytes
         self.duration_buckets[bisect_left(DURATION_BUCKETS, seconds)] += 1

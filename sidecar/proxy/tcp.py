@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, cast
 
+from sidecar.proxy import errors
+
 if TYPE_CHECKING:
-    from sidecar.proxy.listener import Listener
+    from sidecar.proxy.endpoint import Endpoint
+    from sidecar.proxy.host import ConnectionHost
 
 
 class _Upstream(asyncio.Protocol):
@@ -43,7 +46,7 @@ class _Upstream(asyncio.Protocol):
 
 
 class TcpDownstream(asyncio.Protocol):
-    def __init__(self, listener: Listener) -> None:
+    def __init__(self, listener: ConnectionHost) -> None:
         self.listener = listener
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.upstream: _Upstream | None = None
@@ -59,25 +62,37 @@ class TcpDownstream(asyncio.Protocol):
         self.listener.connection_opened(self)
         endpoint = self.listener.route.next_endpoint()
         if endpoint is None:
-            self.listener.stats.local_replies["UH"] = self.listener.stats.local_replies.get("UH", 0) + 1
+            self.listener.stats.local_reply(errors.NO_HEALTHY_UPSTREAM)
             transport.close()
             return
         transport.pause_reading()  # nothing to forward to until the upstream answers
-        loop = asyncio.get_running_loop()
-        future = asyncio.ensure_future(
-            asyncio.wait_for(
-                loop.create_connection(lambda: _Upstream(self), *endpoint),
-                self.listener.settings.connect_timeout,
-            )
-        )
+        future = asyncio.ensure_future(self._connect(endpoint))
         future.add_done_callback(self._connected)
 
-    def _connected(self, future: asyncio.Future[tuple[asyncio.Transport, _Upstream]]) -> None:
+    async def _connect(self, endpoint: Endpoint) -> _Upstream:
+        loop = asyncio.get_running_loop()
+        stats = self.listener.stats
+        stats.count_endpoint(stats.upstream_rq, endpoint.key)
+        try:
+            address = await self.listener.pool.resolver.address(endpoint)
+        except OSError:
+            stats.local_reply(errors.NO_HEALTHY_UPSTREAM)
+            raise
+        try:
+            async with asyncio.timeout(self.listener.settings.connect_timeout):
+                _, upstream = await loop.create_connection(lambda: _Upstream(self), address, endpoint.port)
+        except (OSError, TimeoutError):
+            stats.count_endpoint(stats.upstream_cx_connect_fail, endpoint.key)
+            stats.local_reply(errors.UPSTREAM_CONNECT_FAILURE)
+            raise
+        stats.count_endpoint(stats.upstream_cx_total, endpoint.key)
+        return upstream
+
+    def _connected(self, future: asyncio.Future[_Upstream]) -> None:
         if future.cancelled() or future.exception() is not None:
-            self.listener.stats.local_replies["UF"] = self.listener.stats.local_replies.get("UF", 0) + 1
             self.transport.close()
             return
-        _, upstream = future.result()
+        upstream = future.result()
         if self.closed:
             if upstream.transport is not None:
                 upstream.transport.close()

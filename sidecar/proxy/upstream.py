@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
-if TYPE_CHECKING:
-    from sidecar.proxy.settings import ProxySettings
+from sidecar.proxy.endpoint import Endpoint, Resolver
 
-Endpoint = tuple[str, int]
+if TYPE_CHECKING:
+    from sidecar.proxy.host import UpstreamPool
+    from sidecar.proxy.settings import ProxySettings
 
 
 class ResponseSink(Protocol):
@@ -38,7 +39,7 @@ class ResponseSink(Protocol):
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
 
-    def __init__(self, pool: Pool, endpoint: Endpoint) -> None:
+    def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
         self.pool = pool
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
@@ -54,7 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._trailers: list[tuple[bytes, bytes]] = []
         self._reset_parser = False
-        self.peer = f"{endpoint[0]}:{endpoint[1]}"
+        self.peer = endpoint.key
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -190,8 +191,9 @@ class UpstreamConnection(asyncio.Protocol):
 class Pool:
     """Idle keep-alive connections per endpoint, LIFO (the warmest first), bounded in count and age."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, resolver: Resolver | None = None) -> None:
         self.settings = settings
+        self.resolver = resolver or Resolver(settings.dns_ttl, settings.connect_timeout)
         self._idle: dict[Endpoint, deque[UpstreamConnection]] = {}
         self.connects = 0
         self.reuses = 0
@@ -218,9 +220,13 @@ class Pool:
         return None
 
     async def connect(self, endpoint: Endpoint) -> UpstreamConnection:
+        """A new connection; ResolutionError when a name does not resolve, OSError/TimeoutError else."""
         loop = asyncio.get_running_loop()
+        address = await self.resolver.address(endpoint)
         async with asyncio.timeout(self.settings.connect_timeout):
-            _, conn = await loop.create_connection(lambda: UpstreamConnection(self, endpoint), *endpoint)
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(self, endpoint), address, endpoint.port
+            )
         self.connects += 1
         return conn
 

@@ -1,9 +1,21 @@
 """Ships encoded spans of one backend in batched Zipkin v2 POSTs; never blocks or fails traffic.
 
-`submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. One
-flusher task sends one POST at a time, retrying connection errors, timeouts, 429 and 5xx with capped
-exponential backoff and jitter for a bounded time; other 4xx drop the batch. When the buffer is full new
-spans are dropped and counted, so memory stays bounded whatever the collector does.
+`submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. One flusher
+task sends one POST at a time. Delivery is at most once, because Zipkin and Jaeger deduplicate nothing
+(a span sent twice shows twice in the UI):
+
+- a batch whose POST got any HTTP response is settled: 2xx is sent, anything else dropped (`rejected`);
+- a batch whose request was not fully handed to the connection (connection refused, reset while
+  sending, connect timeout) was certainly not processed: retried with capped exponential backoff and
+  jitter within `retry_budget`, then dropped (`retries_exhausted`);
+- a batch sent in full that got no response (timeout, reset while waiting) may have been stored: never
+  sent again, dropped (`no_response`);
+- on close the flusher gets `timeout` seconds to send what is buffered, an in-flight POST included; what
+  is left then is dropped (`shutdown`), the in-flight batch too, never re-queued.
+
+When the buffer is full new spans are dropped (`buffer_full`), so memory stays bounded whatever the
+collector does. The first failure logs one WARNING with the URL and the reason (then one a minute), and
+`stats.last_error` keeps the latest reason for the admin.
 """
 
 from __future__ import annotations
@@ -14,29 +26,33 @@ import logging
 import random
 import time
 from collections import deque
+from types import SimpleNamespace
 
 import aiohttp
 
 from sidecar.reporting.settings import ReporterSettings
 from sidecar.reporting.stats import ReporterStats
+from sidecar.tracing.encoding import JSON, Encoding
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-PROTO = "application/x-protobuf"
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
+_WARN_EVERY = 60.0  # seconds between warnings about the same collector
 
 
-def batch_body(api_version: str, spans: list[bytes]) -> bytes:
-    """JSON spans are objects joined into an array; proto spans are complete ListOfSpans entries."""
-    if api_version == "httpProto":
-        return b"".join(spans)
-    return b"[" + b",".join(spans) + b"]"
+class _NotSent(Exception):
+    """The request did not reach the collector whole: safe to send again."""
 
 
-class _Retry(Exception):
-    pass
+class _NoResponse(Exception):
+    """The request was sent in full but no response came: it may have been stored."""
+
+
+async def _on_chunk_sent(
+    _session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
+) -> None:
+    ctx.trace_request_ctx.sent += len(params.chunk)
 
 
 class Reporter:
@@ -45,14 +61,14 @@ class Reporter:
     def __init__(
         self,
         url: str,
-        api_version: str = "httpJson",
+        encoding: Encoding = JSON,
         settings: ReporterSettings | None = None,
         *,
         stats: ReporterStats | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.url = url
-        self.api_version = api_version
+        self.encoding = encoding
         self.settings = settings or ReporterSettings()
         self.stats = stats or ReporterStats()
         self.stats.buffer_capacity = self.settings.buffer_capacity
@@ -62,10 +78,11 @@ class Reporter:
         self._wake = asyncio.Event()
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[bytes] | None = None  # the batch the flusher holds, re-queued on close
+        self._inflight: list[bytes] | None = None  # the batch the flusher holds
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
-        self._headers = {"Content-Type": PROTO if api_version == "httpProto" else JSON, "b3": "0"}
+        self._last_warning = -_WARN_EVERY
+        self._headers = {"Content-Type": encoding.content_type, "b3": "0"}
 
     # Hot path -----------------------------------------------------------------------------------
     def submit(self, span: bytes) -> None:
@@ -85,52 +102,57 @@ class Reporter:
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         connector = aiohttp.TCPConnector(limit=1, keepalive_timeout=30)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector)
+        trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
+        trace.on_request_chunk_sent.append(_on_chunk_sent)
+        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, trace_configs=[trace])
         self._task = asyncio.create_task(self._run(), name=f"reporter {self.url}")
 
     async def aclose(self, timeout: float = 2.0) -> None:
-        """Stop the flusher, then one last flush of what is buffered within `timeout`; the rest is dropped."""
+        """Send what is buffered within `timeout` (an in-flight POST may finish); drop the rest."""
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._inflight:  # cancelled mid-send or mid-backoff: it gets the final flush like the rest
-            self._buffer.extendleft(reversed(self._inflight))
+        self._wake.set()
+        task = self._task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._inflight:  # cut off by the timeout: maybe sent, so never re-queued
+            self._drop(self._inflight, "shutdown")
             self._inflight = None
-        deadline = time.monotonic() + timeout
-        try:
-            while self._buffer and time.monotonic() < deadline:
-                batch = self._take()
-                try:
-                    async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
-                        await self._post(batch)
-                except (_Retry, TimeoutError):
-                    self._drop(batch, "shutdown")
-        finally:
-            if self._buffer:
-                self._drop(list(self._buffer), "shutdown")
-                self._buffer.clear()
-            self.stats.buffer_size = 0
-            if self._session is not None:
-                await self._session.close()
+        if self._buffer:
+            self._drop(list(self._buffer), "shutdown")
+            self._buffer.clear()
+        self.stats.buffer_size = 0
+        if self._session is not None:
+            await self._session.close()
 
     # Flusher ------------------------------------------------------------------------------------
     async def _run(self) -> None:
         interval = self.settings.flush_interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(interval):
-                    await self._wake.wait()
+            woken = True
+            if not self._closing:
+                try:
+                    async with asyncio.timeout(interval):
+                        await self._wake.wait()
+                except TimeoutError:
+                    woken = False
             self._wake.clear()
-            # After a wake-up send full batches; after the interval send whatever waits.
+            if not woken and self._buffer:
+                self.stats.timer_flushed += 1
+            # After a wake-up send full batches; after the interval (or on close) whatever waits.
             while self._buffer:
                 self._inflight = self._take()
-                await self._send_with_retry(self._inflight)
+                await self._send(self._inflight)
                 self._inflight = None
-                if len(self._buffer) < self._min_batch:
+                if len(self._buffer) < self._min_batch and not self._closing:
                     break
             self.stats.buffer_size = len(self._buffer)
+            if self._closing:
+                return
 
     def _take(self) -> list[bytes]:
         buffer = self._buffer
@@ -143,39 +165,57 @@ class Reporter:
         self.stats.spans_dropped[reason] += len(batch)
         self.stats.reports_dropped += 1
 
-    async def _send_with_retry(self, batch: list[bytes]) -> None:
+    async def _send(self, batch: list[bytes]) -> None:
+        """POST `batch` until it is settled; retries only what certainly did not arrive."""
         deadline = time.monotonic() + self.settings.retry_budget
         attempt = 0
         while True:
             try:
                 await self._post(batch)
                 return
-            except _Retry as exc:
+            except _NoResponse as exc:
                 self.stats.reports_failed += 1
+                self._note_error(str(exc), batch)
+                self._drop(batch, "no_response")
+                return
+            except _NotSent as exc:
+                self.stats.reports_failed += 1
+                self._note_error(str(exc), batch)
                 delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt) * self._rng.uniform(0.5, 1.0)
                 attempt += 1
                 if time.monotonic() + delay > deadline:
                     log.warning("dropping %d spans for %s: %s (retries exhausted)", len(batch), self.url, exc)
                     self._drop(batch, "retries_exhausted")
                     return
-                log.debug("retrying %d spans for %s in %.2fs: %s", len(batch), self.url, delay, exc)
                 await asyncio.sleep(delay)
 
+    def _note_error(self, reason: str, batch: list[bytes]) -> None:
+        self.stats.last_error = reason
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY:
+            self._last_warning = now
+            log.warning("span report to %s failed (%d spans): %s", self.url, len(batch), reason)
+
     async def _post(self, batch: list[bytes]) -> None:
-        """One POST; returns when the batch is settled (sent or rejected), raises _Retry otherwise."""
+        """One POST; returns when the batch is settled, raises _NotSent or _NoResponse otherwise."""
         assert self._session is not None, "start() first"
-        body = batch_body(self.api_version, batch)
+        body = self.encoding.encode_batch(batch)
+        progress = SimpleNamespace(sent=0)
         try:
-            async with self._session.post(self.url, data=body, headers=self._headers) as resp:
+            async with self._session.post(
+                self.url, data=body, headers=self._headers, trace_request_ctx=progress
+            ) as resp:
                 status = resp.status
                 detail = (await resp.read())[:200]
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from None
+            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            if progress.sent >= len(body):
+                raise _NoResponse(reason) from None
+            raise _NotSent(reason) from None
         if 200 <= status < 300:
             self.stats.reports_sent += 1
             self.stats.spans_sent += len(batch)
-        elif status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status}")
         else:
-            log.warning("collector %s rejected %d spans: HTTP %d %r", self.url, len(batch), status, detail)
+            reason = f"HTTP {status} {detail.decode('utf-8', 'replace')!r}"
+            self._note_error(reason, batch)
             self._drop(batch, "rejected")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-DROP_REASONS = ("buffer_full", "rejected", "retries_exhausted", "shutdown")
+DROP_REASONS = ("buffer_full", "rejected", "retries_exhausted", "no_response", "shutdown")
 
 
 @dataclass(slots=True)
@@ -14,8 +14,8 @@ class ReporterStats:
     spans_sent: int = 0
     spans_dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
     reports_sent: int = 0  # POSTs the collector accepted
-    reports_failed: int = 0  # attempts that failed (connection error, timeout, 429, 5xx)
-    reports_dropped: int = 0  # batches given up (rejected, retries exhausted, shutdown)
+    reports_failed: int = 0  # POST attempts with no HTTP response (connection error, reset, timeout)
+    reports_dropped: int = 0  # batches given up (rejected, retries exhausted, no response, shutdown)
     buffer_size: int = 0
     buffer_capacity: int = 0
     timer_flushed: int = 0  # flushes started by the flush interval rather than a full batch

@@ -12,13 +12,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sidecar.tracing import b3, encode_json, encode_proto
+from sidecar.tracing import b3
+from sidecar.tracing.encoding import JSON, Encoding
 from sidecar.tracing.ids import hex64, new_id64
 from sidecar.tracing.request_id import is_valid_request_id, new_request_id
 from sidecar.tracing.sampling import sample, threshold
 from sidecar.tracing.span import Span, SpanKind, http_url, parse_endpoint
 
-__all__ = ["TRACE_HEADER_NAMES", "Decision", "OpenSpan", "SpanKind", "Tracer", "TracerSettings"]
+__all__ = ["TRACE_HEADER_NAMES", "Decision", "SpanKind", "Tracer", "TracerSettings"]
 
 REQUEST_ID = b"x-request-id"
 
@@ -30,8 +31,6 @@ TRACE_HEADER_NAMES: frozenset[bytes] = frozenset(
 )
 _ONLY_REQUEST_ID = frozenset({REQUEST_ID})
 
-OpenSpan = Span
-
 
 @dataclass(frozen=True, slots=True)
 class TracerSettings:
@@ -40,7 +39,7 @@ class TracerSettings:
     sampling: float = 100.0  # percent
     trace_id_128bit: bool = False
     shared_span_context: bool = True
-    api_version: str = "httpJson"  # "httpJson" -> finish() returns JSON bytes, "httpProto" -> proto3 bytes
+    encoding: Encoding = JSON  # what finish() returns: a JSON object or one proto3 ListOfSpans entry
     single_header: bool = False  # also write the single `b3` header upstream (multi headers always)
 
 
@@ -82,8 +81,7 @@ class Tracer:
         # during a request cannot make a negative or huge duration.
         self._anchor_ns = _wall_anchor_ns() if wall_anchor_ns is None else wall_anchor_ns
         self._threshold = threshold(settings.sampling) if settings else 0
-        proto = settings is not None and settings.api_version == "httpProto"
-        self._encode = encode_proto.encode_span if proto else encode_json.encode_span
+        self._encode = (settings.encoding if settings is not None else JSON).encode_span
 
     def start(
         self,
@@ -176,18 +174,21 @@ class Tracer:
         response_size: int,
         response_flags: str,  # "-" or Envoy's flags ("UF", "UH", "UR", "UT", "DC")
         upstream_address: str | None,  # "ip:port" actually used (tag upstream_address; CLIENT remoteEndpoint)
+        tags: dict[str, str] | None = None,  # protocol-specific closing tags (gRPC's)
     ) -> bytes:
         """Close the span and return it encoded once (JSON object or one proto3 ListOfSpans entry)."""
         span.duration_us = max(1, (self._mono() - span.start_ns) // 1000)
-        tags = span.tags
-        tags["request_size"] = str(request_size)
-        tags["response_size"] = str(response_size)
-        tags["http.status_code"] = str(status)
-        tags["response_flags"] = response_flags
+        closing = span.tags
+        closing["request_size"] = str(request_size)
+        closing["response_size"] = str(response_size)
+        closing["http.status_code"] = str(status)
+        closing["response_flags"] = response_flags
         if upstream_address:
-            tags["upstream_address"] = upstream_address
+            closing["upstream_address"] = upstream_address
+        if tags:
+            closing.update(tags)
         if status == 0 or status >= 500:
-            tags["error"] = "true"
+            closing["error"] = "true"
         if span.kind == "SERVER":
             span.remote_endpoint = parse_endpoint(span.peer_address)
         else:

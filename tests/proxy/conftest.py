@@ -81,7 +81,7 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes,
     body = b""
     if b"content-length" in headers:
         body = await reader.readexactly(int(headers[b"content-length"]))
-    elif headers.get(b"transfer-encoding", b"").lower() == b"chunked":
+    elif headers.get(b"transfer-encoding", b"").lower().endswith(b"chunked"):
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
             if size == 0:

@@ -1,4 +1,8 @@
-"""A scriptable Zipkin collector for tests: per-request status and delay, records every POST."""
+"""A scriptable Zipkin collector for tests: per-request status and delay, records every POST.
+
+A script entry `(status, delay)` answers `status` after `delay` seconds; status `RESET` reads the
+request whole, then cuts the connection without answering.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import asyncio
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+RESET = 0
 
 
 @dataclass
@@ -24,9 +30,13 @@ class FakeCollector:
         body = await request.read()
         self.posts.append(Post(body, dict(request.headers)))
         status, delay = self.script.pop(0) if self.script else (202, 0.0)
+        self.arrived.set()
         if delay:
             await asyncio.sleep(delay)
-        self.arrived.set()
+        if status == RESET:
+            assert request.transport is not None
+            request.transport.abort()
+            raise ConnectionResetError("scripted reset")
         return web.Response(status=status)
 
     def app(self) -> web.Application:

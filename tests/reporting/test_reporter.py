@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import socket
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
 import orjson
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from sidecar.collector.proto import decode_list_of_spans
 from sidecar.reporting import Reporter, ReporterSettings, SettingsError
 from sidecar.tracing import encode_proto
+from sidecar.tracing.encoding import JSON, PROTO
 from sidecar.tracing.span import Span
-from tests.reporting.fake_collector import FakeCollector
-from tests.util import free_port
+from tests.reporting.fake_collector import RESET, FakeCollector
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -72,7 +75,7 @@ def settings(**kw: float) -> ReporterSettings:
 
 async def test_flush_by_size(aiohttp_server: ServerFactory) -> None:
     collector = FakeCollector()
-    reporter = Reporter(await start_collector(aiohttp_server, collector), "httpJson", settings())
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
     await reporter.start()
     for i in range(3):
         reporter.submit(json_span(i))
@@ -85,20 +88,21 @@ async def test_flush_by_interval(aiohttp_server: ServerFactory) -> None:
     collector = FakeCollector()
     reporter = Reporter(
         await start_collector(aiohttp_server, collector),
-        "httpJson",
+        JSON,
         settings(flush_interval=0.1, min_batch=50, max_batch=50),
     )
     await reporter.start()
     reporter.submit(json_span(0))
     await wait_for(lambda: reporter.stats.spans_sent == 1)
     assert names(collector) == ["s0"]
+    assert reporter.stats.timer_flushed == 1  # Envoy's tracing.zipkin.timer_flushed
     await reporter.aclose()
 
 
 async def test_max_batch_splits_posts(aiohttp_server: ServerFactory) -> None:
     collector = FakeCollector()
     reporter = Reporter(
-        await start_collector(aiohttp_server, collector), "httpJson", settings(min_batch=10, max_batch=10)
+        await start_collector(aiohttp_server, collector), JSON, settings(min_batch=10, max_batch=10)
     )
     await reporter.start()
     for i in range(25):
@@ -110,12 +114,13 @@ async def test_max_batch_splits_posts(aiohttp_server: ServerFactory) -> None:
 
 
 async def test_headers_on_every_post(aiohttp_server: ServerFactory) -> None:
-    collector = FakeCollector(script=[(503, 0.0)])
-    reporter = Reporter(await start_collector(aiohttp_server, collector), "httpJson", settings())
+    collector = FakeCollector()
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
     await reporter.start()
-    for i in range(3):
-        reporter.submit(json_span(i))
-    await wait_for(lambda: reporter.stats.spans_sent == 3)
+    for batch in range(2):
+        for i in range(3):
+            reporter.submit(json_span(batch * 3 + i))
+        await wait_for(lambda b=batch: reporter.stats.spans_sent == 3 * (b + 1))  # type: ignore[misc]
     assert len(collector.posts) == 2
     for post in collector.posts:
         assert post.headers["b3"] == "0"
@@ -125,7 +130,7 @@ async def test_headers_on_every_post(aiohttp_server: ServerFactory) -> None:
 
 async def test_protobuf_body(aiohttp_server: ServerFactory, zipkin_pb2: SimpleNamespace) -> None:
     collector = FakeCollector()
-    reporter = Reporter(await start_collector(aiohttp_server, collector), "httpProto", settings())
+    reporter = Reporter(await start_collector(aiohttp_server, collector), PROTO, settings())
     await reporter.start()
     for i in range(3):
         reporter.submit(proto_span(i))
@@ -139,69 +144,128 @@ async def test_protobuf_body(aiohttp_server: ServerFactory, zipkin_pb2: SimpleNa
     await reporter.aclose()
 
 
-async def test_503_then_recovery_delivers_once(aiohttp_server: ServerFactory) -> None:
-    collector = FakeCollector(script=[(503, 0.0), (503, 0.0)])
-    reporter = Reporter(
-        await start_collector(aiohttp_server, collector), "httpJson", settings(), rng=random.Random(1)
-    )
-    await reporter.start()
-    for i in range(3):
-        reporter.submit(json_span(i))
-    await wait_for(lambda: reporter.stats.spans_sent == 3)
-    assert reporter.stats.reports_failed == 2 and reporter.stats.reports_sent == 1
-    assert len(collector.posts) == 3
-    assert orjson.loads(collector.posts[-1].body) == [orjson.loads(json_span(i)) for i in range(3)]
-    await reporter.aclose()
-    assert sum(reporter.stats.spans_dropped.values()) == 0
-
-
-async def test_429_is_retried(aiohttp_server: ServerFactory) -> None:
-    collector = FakeCollector(script=[(429, 0.0)])
-    reporter = Reporter(await start_collector(aiohttp_server, collector), "httpJson", settings())
-    await reporter.start()
-    for i in range(3):
-        reporter.submit(json_span(i))
-    await wait_for(lambda: reporter.stats.spans_sent == 3)
-    await reporter.aclose()
-
-
-async def test_400_drops_the_batch_without_retry(aiohttp_server: ServerFactory) -> None:
-    collector = FakeCollector(script=[(400, 0.0)])
-    reporter = Reporter(await start_collector(aiohttp_server, collector), "httpJson", settings())
+# Delivery semantics (module docstring of sidecar/reporting/reporter.py): at most once.
+@pytest.mark.parametrize("status", [400, 429, 500, 503])
+async def test_any_response_settles_the_batch(aiohttp_server: ServerFactory, status: int) -> None:
+    collector = FakeCollector(script=[(status, 0.0)])
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
     await reporter.start()
     for i in range(3):
         reporter.submit(json_span(i))
     await wait_for(lambda: reporter.stats.spans_dropped["rejected"] == 3)
-    await asyncio.sleep(0.2)
-    assert (
-        len(collector.posts) == 1 and reporter.stats.reports_dropped == 1 and reporter.stats.spans_sent == 0
-    )
+    for i in range(3, 6):  # the next batch goes out normally: nothing of the first is sent again
+        reporter.submit(json_span(i))
+    await wait_for(lambda: reporter.stats.spans_sent == 3)
     await reporter.aclose()
+    assert names(collector) == [f"s{i}" for i in range(6)]
+    stats = reporter.stats
+    assert (stats.reports_dropped, stats.reports_sent, stats.reports_failed) == (1, 1, 0)
+    assert stats.last_error.startswith(f"HTTP {status}")
 
 
-async def test_hanging_collector_times_out_and_submit_stays_instant(aiohttp_server: ServerFactory) -> None:
-    collector = FakeCollector(script=[(202, 30.0)] * 10)
+async def test_accepted_then_stalled_is_not_sent_again(aiohttp_server: ServerFactory) -> None:
+    collector = FakeCollector(script=[(202, 5.0)])
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings(request_timeout=0.3))
+    await reporter.start()
+    for i in range(3):
+        reporter.submit(json_span(i))
+    await wait_for(lambda: reporter.stats.spans_dropped["no_response"] == 3)
+    # While the flusher waited on that POST, submit still appended synchronously.
+    for i in range(3, 6):
+        reporter.submit(json_span(i))
+    await wait_for(lambda: reporter.stats.spans_sent == 3)
+    await reporter.aclose()
+    assert names(collector) == [f"s{i}" for i in range(6)]
+    assert reporter.stats.reports_failed == 1 and "TimeoutError" in reporter.stats.last_error
+
+
+async def test_accepted_then_reset_is_not_sent_again(aiohttp_server: ServerFactory) -> None:
+    collector = FakeCollector(script=[(RESET, 0.0)])
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
+    await reporter.start()
+    for i in range(3):
+        reporter.submit(json_span(i))
+    await wait_for(lambda: reporter.stats.spans_dropped["no_response"] == 3)
+    await reporter.aclose()
+    assert names(collector) == ["s0", "s1", "s2"]
+    assert reporter.stats.reports_failed == 1 and reporter.stats.spans_sent == 0
+
+
+async def test_refused_connection_is_retried_and_delivered_once() -> None:
+    collector = FakeCollector()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused, the port stays ours
+    port = sock.getsockname()[1]
     reporter = Reporter(
-        await start_collector(aiohttp_server, collector),
-        "httpJson",
-        settings(request_timeout=0.2, retry_budget=0.5),
+        f"http://127.0.0.1:{port}/api/v2/spans", JSON, settings(retry_budget=30.0), rng=random.Random(1)
     )
     await reporter.start()
     for i in range(3):
         reporter.submit(json_span(i))
-    await wait_for(lambda: reporter.stats.spans_dropped["retries_exhausted"] == 3)
-    assert reporter.stats.reports_failed >= 2
-    # While the flusher is stuck in a POST, submit still appends synchronously.
-    before = reporter.stats.spans_submitted
-    for i in range(50):
+    await wait_for(lambda: reporter.stats.reports_failed >= 2)
+    assert "ClientConnectorError" in reporter.stats.last_error
+    sock.listen()
+    runner = web.AppRunner(collector.app())
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    try:
+        await wait_for(lambda: reporter.stats.spans_sent == 3, timeout=10)
+        await reporter.aclose()
+        assert names(collector) == ["s0", "s1", "s2"]
+        assert sum(reporter.stats.spans_dropped.values()) == 0
+    finally:
+        await runner.cleanup()
+
+
+async def test_first_failure_logs_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v2/spans"
+    reporter = Reporter(url, JSON, settings(retry_budget=30.0))
+    with caplog.at_level(logging.WARNING, logger="sidecar.reporting.reporter"):
+        await reporter.start()
+        for i in range(3):
+            reporter.submit(json_span(i))
+        await wait_for(lambda: reporter.stats.reports_failed >= 3)
+        await reporter.aclose(timeout=0.1)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and url in warnings[0] and "ClientConnectorError" in warnings[0]
+    assert reporter.stats.spans_dropped["shutdown"] == 3  # cut by close, never sent
+    sock.close()
+
+
+async def test_close_lets_the_inflight_post_finish(aiohttp_server: ServerFactory) -> None:
+    collector = FakeCollector(script=[(202, 0.3)])
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
+    await reporter.start()
+    for i in range(3):
         reporter.submit(json_span(i))
-    assert reporter.stats.spans_submitted == before + 50
-    await reporter.aclose(timeout=0.3)
+    await collector.arrived.wait()
+    reporter.submit(json_span(3))  # buffered behind the in-flight POST
+    await reporter.aclose(timeout=2.0)
+    assert names(collector) == ["s0", "s1", "s2", "s3"]
+    assert reporter.stats.spans_sent == 4 and sum(reporter.stats.spans_dropped.values()) == 0
+
+
+async def test_close_timeout_drops_the_inflight_batch_without_resending(
+    aiohttp_server: ServerFactory,
+) -> None:
+    collector = FakeCollector(script=[(202, 5.0)])
+    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
+    await reporter.start()
+    for i in range(3):
+        reporter.submit(json_span(i))
+    await collector.arrived.wait()
+    await reporter.aclose(timeout=0.2)
+    assert len(collector.posts) == 1
+    assert reporter.stats.spans_dropped["shutdown"] == 3 and reporter.stats.spans_sent == 0
 
 
 async def test_collector_down_bounded_memory_and_drops_counted() -> None:
-    url = f"http://127.0.0.1:{free_port()}/api/v2/spans"
-    reporter = Reporter(url, "httpJson", settings(buffer_capacity=50, retry_budget=0.3))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/api/v2/spans"
+    reporter = Reporter(url, JSON, settings(buffer_capacity=50, retry_budget=0.3))
     await reporter.start()
     for i in range(500):
         reporter.submit(json_span(i))
@@ -215,12 +279,13 @@ async def test_collector_down_bounded_memory_and_drops_counted() -> None:
     await reporter.aclose(timeout=0.2)
     accounted = stats.spans_sent + sum(stats.spans_dropped.values())
     assert accounted == 500 == stats.spans_received and stats.spans_sent == 0
+    sock.close()
 
 
 async def test_final_flush_on_close(aiohttp_server: ServerFactory) -> None:
     collector = FakeCollector()
     reporter = Reporter(
-        await start_collector(aiohttp_server, collector), "httpJson", settings(min_batch=50, max_batch=50)
+        await start_collector(aiohttp_server, collector), JSON, settings(min_batch=50, max_batch=50)
     )
     await reporter.start()
     for i in range(5):

@@ -13,6 +13,7 @@ import yaml
 
 from sidecar.tracing import encode_json, encode_proto
 from sidecar.tracing.decide import Tracer, TracerSettings
+from sidecar.tracing.encoding import PROTO
 from sidecar.tracing.span import Span
 from tests.conftest import SPECS
 from tests.tracing.conftest import make_tracer
@@ -85,7 +86,7 @@ def test_schema_rejects_a_broken_span(span_validator: jsonschema.protocols.Valid
 
 
 def test_proto_round_trips_through_generated_classes(zipkin_pb2: SimpleNamespace) -> None:
-    tracer, _ = make_tracer(TracerSettings(api_version="httpProto"))
+    tracer, _ = make_tracer(TracerSettings(encoding=PROTO))
     spans = [
         closed_span(
             tracer, "SERVER", x_b3_traceid="463ac35c9f6413ad", x_b3_spanid="a2fb4a1d1a96d312", x_b3_flags="1"

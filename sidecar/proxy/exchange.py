@@ -1,0 +1,202 @@
+"""What every proxied request shares, whatever protocol it arrived in: endpoint choice, the upstream
+connect, the response timeout, and the one record at the end (stats, span, access log).
+
+Subclasses say how to send a response downstream (`attach`, `local_flag`); this base never writes bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from sidecar.proxy import errors
+from sidecar.proxy.endpoint import Endpoint, ResolutionError
+
+if TYPE_CHECKING:
+    from sidecar.proxy.host import ConnectionHost
+    from sidecar.proxy.route import Route
+    from sidecar.proxy.upstream import UpstreamConnection
+    from sidecar.tracing.decide import Decision
+
+_UPSTREAM_FAILURES = frozenset(
+    {
+        errors.UPSTREAM_CONNECT_FAILURE,
+        errors.UPSTREAM_RESET,
+        errors.UPSTREAM_TIMEOUT,
+        errors.UPSTREAM_PROTOCOL_ERROR,
+    }
+)
+
+
+class Exchange:
+    """One request through the proxy, from its head to the end of its response."""
+
+    __slots__ = (
+        "_timer",
+        "decision",
+        "endpoint",
+        "finished",
+        "flags",
+        "host",
+        "method",
+        "peer",
+        "protocol",
+        "request_size",
+        "response_size",
+        "route",
+        "started",
+        "status",
+        "target",
+        "upstream_address",
+    )
+
+    def __init__(
+        self,
+        host: ConnectionHost,
+        route: Route,
+        decision: Decision,
+        *,
+        method: bytes,
+        target: bytes,
+        protocol: str,
+        peer: str,
+    ) -> None:
+        self.host = host
+        self.route = route
+        self.decision = decision
+        self.method = method
+        self.target = target
+        self.protocol = protocol
+        self.peer = peer
+        self.started = time.perf_counter()
+        self.endpoint: Endpoint | None = None
+        self.upstream_address: str | None = None
+        self.request_size = 0
+        self.response_size = 0
+        self.status = 0
+        self.flags = errors.NO_FLAGS
+        self.finished = False
+        self._timer: asyncio.TimerHandle | None = None
+
+    # To be provided by the protocol -------------------------------------------------------------
+    def attach(self, upstream: UpstreamConnection) -> None:
+        raise NotImplementedError
+
+    def local_flag(self, flag: str) -> None:
+        raise NotImplementedError
+
+    def on_timeout(self) -> None:
+        raise NotImplementedError
+
+    # Upstream -----------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Pick an endpoint and attach to an idle pooled connection, or open one."""
+        endpoint = self.route.next_endpoint()
+        if endpoint is None:
+            self.local_flag(errors.NO_HEALTHY_UPSTREAM)
+            return
+        self.endpoint = endpoint
+        stats = self.host.stats
+        stats.count_endpoint(stats.upstream_rq, endpoint.key)
+        conn = self.host.pool.acquire(endpoint)
+        if conn is not None:
+            self.attach(conn)
+        else:
+            self.connect()
+
+    def connect(self) -> None:
+        assert self.endpoint is not None
+        future = asyncio.ensure_future(self.host.pool.connect(self.endpoint))
+        future.add_done_callback(self._connected)
+
+    def _connected(self, future: asyncio.Future[UpstreamConnection]) -> None:
+        exc = asyncio.CancelledError() if future.cancelled() else future.exception()
+        if self.finished:
+            if exc is None:
+                future.result().close()
+            return
+        stats = self.host.stats
+        assert self.endpoint is not None
+        if exc is not None:
+            stats.count_endpoint(stats.upstream_cx_connect_fail, self.endpoint.key)
+            self.local_flag(
+                errors.NO_HEALTHY_UPSTREAM
+                if isinstance(exc, ResolutionError)
+                else errors.UPSTREAM_CONNECT_FAILURE
+            )
+            return
+        stats.count_endpoint(stats.upstream_cx_total, self.endpoint.key)
+        self.attach(future.result())
+        self.flush_upstream()
+
+    def flush_upstream(self) -> None:
+        pass
+
+    def start_timer(self, seconds: float) -> None:
+        self._timer = self.host.loop.call_later(seconds, self._fire_timer)
+
+    def _fire_timer(self) -> None:
+        self._timer = None
+        if not self.finished:
+            self.on_timeout()
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # The end ------------------------------------------------------------------------------------
+    def record(self) -> None:
+        """Stats, span and access log, once."""
+        if self.finished:
+            return
+        self.finished = True
+        self.cancel_timer()
+        seconds = time.perf_counter() - self.started
+        stats = self.host.stats
+        stats.record(self.status, seconds, self.request_size, self.response_size, self.flags)
+        if self.endpoint is not None and (self.status >= 500 or self.flags in _UPSTREAM_FAILURES):
+            stats.count_endpoint(stats.upstream_rq_error, self.endpoint.key)
+        route = self.route
+        span = self.decision.span
+        if span is not None and route.sink is not None:
+            route.sink(
+                route.tracer.finish(
+                    span,
+                    status=self.status,
+                    request_size=self.request_size,
+                    response_size=self.response_size,
+                    response_flags=self.flags,
+                    upstream_address=self.upstream_address,
+                    tags=self.span_tags(),
+                )
+            )
+        if route.access_log is not None:
+            route.access_log(self.access_record(seconds))
+
+    def span_tags(self) -> dict[str, str] | None:
+        """Protocol-specific closing tags (gRPC's), or None."""
+        return None
+
+    def access_record(self, seconds: float) -> dict[str, Any]:
+        return {
+            "start_time": time.time() - seconds,
+            "direction": self.route.direction,
+            "listener": self.host.name,
+            "method": self.method.decode("latin-1"),
+            "path": self.target.decode("latin-1"),
+            "protocol": self.protocol,
+            "status": self.status,
+            "response_flags": self.flags,
+            "duration_ms": round(seconds * 1000, 3),
+            "bytes_received": self.request_size,
+            "bytes_sent": self.response_size,
+            "upstream_cluster": self.route.cluster,
+            "upstream_host": self.upstream_address,
+            "downstream_remote_address": self.peer,
+            "x_request_id": self.decision.request_id,
+            "trace_id": self.decision.trace_id or None,
+            "span_id": self.decision.span_id or None,
+            "sampled": self.decision.sampled,
+        }

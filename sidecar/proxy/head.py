@@ -1,0 +1,255 @@
+"""HTTP head rules shared by HTTP/1.1 and HTTP/2: what is refused, dropped, added, and how bodies are framed.
+
+Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests in tests/proxy/test_head.py:
+
+1. Hop-by-hop fields are never forwarded: Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, TE,
+   Trailer, Upgrade (kept on an upgrade request and a 101), and every field a Connection header names.
+2. Framing and routing fields are never connection options: Content-Length, Transfer-Encoding and Host
+   named in Connection are ignored there, so the forwarded head always carries the framing the proxy
+   parsed (a `Connection: content-length` that stripped the length would let a body pass for a request).
+3. A request head is refused (HeadError carries the status) for: a version other than HTTP/1.x
+   (HTTP/0.9 lines, HTTP/2.0 in a request line), more than one differing Host or Content-Length, no
+   Host on HTTP/1.1, CONNECT. HTTP/1.2 and later minors are HTTP/1.1 (RFC 9112, section 2.3).
+4. A chunked request keeps its other transfer codings (`gzip, chunked` stays `gzip, chunked`): the proxy
+   re-frames the chunks, never the coded bytes. A request without Host (HTTP/1.0) gets one, since the
+   upstream speaks HTTP/1.1.
+5. Trace headers: the first value of each name in TRACE_HEADER_NAMES is read; names in
+   `Decision.remove` are dropped and `Decision.headers` appended. `x-forwarded-proto` is set when missing.
+6. Response framing is one `Framing` value: NONE (HEAD, 1xx, 204, 304), LENGTH, CHUNKED, or CLOSE (the
+   upstream's close ends the body); a CHUNKED or CLOSE body goes to an HTTP/1.1 client chunked, with the
+   upstream's other transfer codings kept, and to an HTTP/1.0 client delimited by the close.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from sidecar.tracing.decide import TRACE_HEADER_NAMES
+
+CRLF = b"\r\n"
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
+)
+#: Rule 2: never treated as connection options, whatever a Connection header says.
+NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
+Header = tuple[bytes, bytes]
+
+
+class HeadError(Exception):
+    """A request head we refuse: carries the status to answer with."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class Framing(enum.Enum):
+    NONE = "none"  # no body: HEAD, 1xx, 204, 304
+    LENGTH = "length"  # Content-Length bytes
+    CHUNKED = "chunked"  # chunked transfer coding
+    CLOSE = "close"  # until the upstream closes
+
+
+def connection_options(headers: Iterable[tuple[bytes, bytes, bytes]]) -> set[bytes]:
+    """Lowercase field names listed in Connection headers, minus those rule 2 protects."""
+    tokens: set[bytes] = set()
+    for lname, _, value in headers:
+        if lname == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b","))
+    tokens -= NOT_CONNECTION_OPTIONS
+    return tokens
+
+
+def _codings(values: list[bytes]) -> list[bytes]:
+    return [c for c in (t.strip() for v in values for t in v.split(b",")) if c]
+
+
+def check_version(version: str) -> str:
+    """Rule 3: the version the head is treated as ("1.0" or "1.1"), or HeadError."""
+    if version in ("1.1", "1.0"):
+        return version
+    major, _, minor = version.partition(".")
+    if major == "1" and minor.isdigit():
+        return "1.1"
+    if major == "0":
+        raise HeadError(400, "HTTP/0.9 request lines are not accepted")
+    raise HeadError(505, f"HTTP/{version} is not supported")
+
+
+class RequestHead:
+    """What the rules read from one request's header fields, in one pass."""
+
+    __slots__ = (
+        "authority",
+        "chunked",
+        "codings",
+        "content_length",
+        "has_host",
+        "has_xfp",
+        "options",
+        "trace_in",
+        "triples",
+        "user_agent",
+    )
+
+    def __init__(self, headers: list[Header], version: str) -> None:
+        triples = [(n.lower(), n, v) for n, v in headers]
+        self.triples = triples
+        trace_in: dict[bytes, bytes] = {}
+        authority = b""
+        user_agent: bytes | None = None
+        has_xfp = has_host = False
+        codings: list[bytes] = []
+        content_length: bytes | None = None
+        options: set[bytes] = set()
+        for lname, _, value in triples:
+            if lname in TRACE_HEADER_NAMES:
+                if lname not in trace_in:
+                    trace_in[lname] = value
+            elif lname == b"host":
+                if has_host and value != authority:
+                    raise HeadError(400, "multiple Host headers")
+                has_host = True
+                authority = value
+            elif lname == b"connection":
+                options.update(t.strip().lower() for t in value.split(b","))
+            elif lname == b"user-agent":
+                user_agent = value
+            elif lname == b"x-forwarded-proto":
+                has_xfp = True
+            elif lname == b"transfer-encoding":
+                codings.append(value)
+            elif lname == b"content-length":
+                if content_length is not None and content_length != value:
+                    raise HeadError(400, "conflicting Content-Length")
+                content_length = value
+        if version == "1.1" and not has_host:
+            raise HeadError(400, "missing Host header")
+        self.trace_in = trace_in
+        self.authority = authority
+        self.user_agent = user_agent
+        self.has_xfp = has_xfp
+        self.has_host = has_host
+        # The parser accepts a Transfer-Encoding on a request only when chunked is its final coding.
+        self.codings = _codings(codings) if codings else []
+        self.chunked = bool(self.codings) and self.codings[-1].lower() == b"chunked"
+        self.content_length = content_length
+        self.options = options - NOT_CONNECTION_OPTIONS if options else options
+
+    @property
+    def has_body(self) -> bool:
+        length = self.content_length
+        return self.chunked or (length is not None and length.strip() not in (b"0", b""))
+
+
+def render_h1_request(
+    method: bytes,
+    target: bytes,
+    head: RequestHead,
+    remove: frozenset[bytes],
+    added: list[Header],
+    *,
+    upgrade: bool,
+    default_host: bytes,
+) -> bytes:
+    """The HTTP/1.1 head forwarded upstream (rules 1, 2, 4, 5), one join."""
+    options = head.options
+    out = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for lname, name, value in head.triples:
+        if lname in HOP_BY_HOP or lname in remove or lname in options:
+            if upgrade and lname == b"upgrade":
+                out += (name, b": ", value, CRLF)
+            continue
+        out += (name, b": ", value, CRLF)
+    for name, value in added:
+        out += (name, b": ", value, CRLF)
+    if not head.has_xfp:
+        out.append(b"x-forwarded-proto: http\r\n")
+    if not head.has_host:
+        out += (b"host: ", default_host, CRLF)
+    if upgrade:
+        out.append(b"connection: upgrade\r\n")
+    if head.chunked:
+        out += (b"transfer-encoding: ", b", ".join(head.codings), CRLF)
+    out.append(CRLF)
+    return b"".join(out)
+
+
+def response_framing(status: int, *, is_head: bool, codings: list[bytes], has_length: bool) -> Framing:
+    if is_head or status < 200 or status in (204, 304):
+        return Framing.NONE
+    if codings:
+        # A final chunked delimits the body; any other final coding means the close does (RFC 9112 6.3).
+        return Framing.CHUNKED if codings[-1].lower() == b"chunked" else Framing.CLOSE
+    return Framing.LENGTH if has_length else Framing.CLOSE
+
+
+class ResponseHead:
+    """The forwarded HTTP/1.1 response head and how its body is framed on each side."""
+
+    __slots__ = ("close", "down_chunked", "framing", "head")
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[Header],
+        *,
+        is_head: bool,
+        client_version: str,
+        close: bool,
+    ) -> None:
+        """`close`: the client connection ends after this response (its request or the proxy asks)."""
+        triples = [(n.lower(), n, v) for n, v in headers]
+        options = connection_options(triples)
+        te: list[bytes] = []
+        has_length = False
+        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+        for lname, name, value in triples:
+            if lname == b"transfer-encoding":
+                te.append(value)
+                continue
+            if lname in HOP_BY_HOP or lname in options:
+                if status == 101 and lname == b"upgrade":
+                    out += (name, b": ", value, CRLF)
+                continue
+            if lname == b"content-length":
+                has_length = True
+            out += (name, b": ", value, CRLF)
+        codings = _codings(te)
+        self.down_chunked = False
+        if status == 101:
+            self.framing = Framing.NONE
+            out.append(b"connection: upgrade\r\n")
+        else:
+            self.framing = response_framing(status, is_head=is_head, codings=codings, has_length=has_length)
+            if self.framing is Framing.CHUNKED or self.framing is Framing.CLOSE:
+                if client_version == "1.1":
+                    self.down_chunked = True
+                    if codings and codings[-1].lower() == b"chunked":
+                        codings = codings[:-1]
+                    out += (b"transfer-encoding: ", b", ".join([*codings, b"chunked"]), CRLF)
+                else:
+                    close = True  # an HTTP/1.0 client learns the end from the close
+            if close:
+                out.append(b"connection: close\r\n")
+        out.append(CRLF)
+        self.close = close
+        self.head = b"".join(out)
+
+
+def informational(status: int, reason: bytes, headers: list[Header]) -> bytes:
+    """A 1xx (100 Continue, 103 Early Hints) relayed as it came, minus hop-by-hop fields."""
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines += [n + b": " + v + CRLF for n, v in headers if n.lower() not in HOP_BY_HOP]
+    return b"".join(lines) + CRLF
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def last_chunk(trailers: list[Header]) -> bytes:
+    return b"0\r\n" + b"".join(n + b": " + v + CRLF for n, v in trailers) + CRLF
