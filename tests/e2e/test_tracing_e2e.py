@@ -163,8 +163,10 @@ async def test_sigterm_drains_in_flight_requests_and_flushes_spans(tmp_path: Pat
         resp = await call
         assert resp.status == 200
         code = await asyncio.to_thread(web_sidecar.process.wait, 15)
-        assert code == 0
-        spans = await topo.trace(topo.web.seen[0]["x-b3-traceid"], 3)
+        assert code == 0  # it exited: whatever it sent is at the collector now
+        await topo.trace(topo.web.seen[0]["x-b3-traceid"], 3)
+        await topo.spans_sent(topo.sidecars[1], 1)  # and the backend sidecar's only span too
+        spans = topo.store.trace(topo.web.seen[0]["x-b3-traceid"]) or []
         assert len(spans) == 3, [
             (
                 s["localEndpoint"]["serviceName"],

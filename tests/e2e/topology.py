@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -26,15 +27,25 @@ from aiohttp import web
 from sidecar.collector.app import build_collector_app
 from sidecar.collector.store import TraceStore
 from sidecar.demo.services import PROPAGATED
-from tests.util import free_port
+from tests.util import bound_socket, free_port, port_of
+
+BIND_RETRIES = 3  # a sidecar port picked outside the ephemeral range can still be taken by another run
+
+
+class PortTaken(Exception):
+    """A sidecar could not bind a port picked for it: pick new ones and start again."""
 
 
 @dataclass
 class App:
     name: str
-    port: int
+    sock: socket.socket  # bound to port 0 and listening before any config names it
     seen: list[dict[str, str]] = field(default_factory=list)
     runner: web.AppRunner | None = None
+
+    @property
+    def port(self) -> int:
+        return port_of(self.sock)
 
 
 @dataclass
@@ -49,10 +60,11 @@ class Topology:
         self, tmp: Path, backend_conf: dict[str, Any] | None = None, sampling: float = 100.0
     ) -> None:
         self.tmp = tmp
-        self.collector_port = free_port()
-        self.web = App("web", free_port())
-        self.backend = App("backend", free_port())
-        self.web_in, self.web_out, self.backend_in = free_port(), free_port(), free_port()
+        self._collector_sock = bound_socket()
+        self.collector_port = port_of(self._collector_sock)
+        self.web = App("web", bound_socket())
+        self.backend = App("backend", bound_socket())
+        self.web_in = self.web_out = self.backend_in = 0
         self.store = TraceStore()
         self.sidecars: list[Sidecar] = []
         self._collector: web.AppRunner | None = None
@@ -62,6 +74,11 @@ class Topology:
         conf: dict[str, Any] = {"url": f"http://127.0.0.1:{self.collector_port}/api/v2/spans"}
         conf.update(backend_conf or {})
         self.write_mesh(sampling, conf)
+        self.pick_ports()
+
+    def pick_ports(self) -> None:
+        """Sidecar listener ports (written into the Dataplanes before the sidecars bind them)."""
+        self.web_in, self.web_out, self.backend_in = free_port(), free_port(), free_port()
         docs = [
             {
                 "type": "TrafficTrace",
@@ -112,7 +129,7 @@ class Topology:
         application.router.add_route("*", "/{tail:.*}", handler)
         app.runner = web.AppRunner(application, access_log=None)
         await app.runner.setup()
-        await web.TCPSite(app.runner, "127.0.0.1", app.port).start()
+        await web.SockSite(app.runner, app.sock).start()
 
     async def _web_handler(self, request: web.Request) -> web.Response:
         self.web.seen.append({k.lower(): v for k, v in request.headers.items()})
@@ -155,6 +172,8 @@ class Topology:
             while time.monotonic() < deadline:
                 if sidecar.process.poll() is not None:
                     _, err = sidecar.process.communicate()
+                    if b"in use" in err:
+                        raise PortTaken(err.decode())
                     raise AssertionError(f"sidecar {sidecar.name} exited: {err.decode()}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"http://127.0.0.1:{sidecar.admin}/ready") as resp:
@@ -166,15 +185,28 @@ class Topology:
     async def start(self, *sidecar_args: str) -> None:
         self._collector = web.AppRunner(build_collector_app(self.store), access_log=None)
         await self._collector.setup()
-        await web.TCPSite(self._collector, "127.0.0.1", self.collector_port).start()
+        await web.SockSite(self._collector, self._collector_sock).start()
         await self._serve(self.web, self._web_handler)
         await self._serve(self.backend, self._backend_handler)
-        started = [
-            self.start_sidecar("web-01", *sidecar_args),
-            self.start_sidecar("backend-01", *sidecar_args),
-        ]
-        for sidecar in started:
-            await self.wait_ready(sidecar)
+        for attempt in range(BIND_RETRIES):
+            started = [
+                self.start_sidecar("web-01", *sidecar_args),
+                self.start_sidecar("backend-01", *sidecar_args),
+            ]
+            try:
+                for sidecar in started:
+                    await self.wait_ready(sidecar)
+                return
+            except PortTaken:
+                if attempt == BIND_RETRIES - 1:
+                    raise
+                for sidecar in started:
+                    await asyncio.to_thread(self.stop_sidecar, sidecar)
+                    self.sidecars.remove(sidecar)
+                    for stream in (sidecar.process.stdout, sidecar.process.stderr):
+                        if stream is not None:
+                            stream.close()
+                self.pick_ports()
 
     def stop_sidecar(self, sidecar: Sidecar, timeout: float = 15.0) -> int:
         if sidecar.process.poll() is None:
@@ -208,6 +240,18 @@ class Topology:
         ):
             await resp.read()
             return resp
+
+    async def spans_sent(self, sidecar: Sidecar, count: int, timeout: float = 10.0) -> None:
+        """Wait until `sidecar`'s reporter says the collector accepted `count` spans."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                async with session.get(f"http://127.0.0.1:{sidecar.admin}/stats/prometheus") as resp:
+                    for line in (await resp.text()).splitlines():
+                        if line.startswith("sidecar_spans_sent_total ") and float(line.split()[1]) >= count:
+                            return
+                await asyncio.sleep(0.02)
+        raise AssertionError(f"sidecar {sidecar.name}: fewer than {count} spans sent in {timeout}s")
 
     async def trace(self, trace_id: str, spans: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

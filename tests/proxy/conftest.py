@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -11,6 +11,7 @@ import pytest
 from sidecar.config.snapshot import InboundListener, OutboundListener
 from sidecar.proxy import Listener, ProxySettings, Route, start_listener
 from sidecar.tracing.decide import Tracer, TracerSettings
+from tests.util import refusing_port
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -145,6 +146,14 @@ class Bench:
         )
         self.listeners.append(listener)
         return listener
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections for the whole test (bound, not listening)."""
+    sock, port = refusing_port()
+    yield port
+    sock.close()
 
 
 @pytest.fixture

@@ -8,15 +8,14 @@ import orjson
 
 from sidecar.proxy import ProxySettings
 from tests.proxy.conftest import Bench, exchange, read_request, response
-from tests.util import free_port
 
 
 def last_span(bench: Bench) -> dict:  # type: ignore[type-arg]
     return orjson.loads(bench.spans[-1])  # type: ignore[no-any-return]
 
 
-async def test_connect_failure_is_503_uf(bench: Bench) -> None:
-    listener = await bench.proxy(free_port())
+async def test_connect_failure_is_503_uf(bench: Bench, refused_port: int) -> None:
+    listener = await bench.proxy(refused_port)
     reply = await exchange(listener.bound[1], b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 503 ") and reply.endswith(b"reset reason: connection failure")
     span = last_span(bench)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 from tests.proxy.conftest import Bench
-from tests.util import free_port
 
 
 async def test_bytes_both_ways_and_half_close(bench: Bench) -> None:
@@ -25,8 +24,8 @@ async def test_bytes_both_ways_and_half_close(bench: Bench) -> None:
     assert listener.stats.bytes_received == 18 and listener.stats.bytes_sent == 18
 
 
-async def test_connect_failure_closes_the_client(bench: Bench) -> None:
-    listener = await bench.proxy(free_port(), http=False)
+async def test_connect_failure_closes_the_client(bench: Bench, refused_port: int) -> None:
+    listener = await bench.proxy(refused_port, http=False)
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound[1])
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
