@@ -59,7 +59,7 @@ def names(head: bytes) -> list[bytes]:
             [],
         ),
         ([(b"Upgrade", b"websocket")], [], [b"upgrade"]),
-    ],  # fmt: skip
+    ],
     ids=[
         "keep_alive_and_connection",
         "proxy_connection_te_trailer",
