@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sidecar.config.expand import expand_document
 
 KINDS = ("Mesh", "TrafficTrace", "Dataplane", "ExternalService")
 K8S_API_VERSION = "kuma.io/v1alpha1"
@@ -45,28 +48,30 @@ def yaml_files(paths: Iterable[str]) -> tuple[list[Path], list[str]]:
     return files, problems
 
 
-def _documents(path: Path) -> tuple[list[tuple[int, Any]], list[str]]:
+def _documents(path: Path, env: Mapping[str, str]) -> tuple[list[tuple[int, Any]], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return [], [f"{path}: cannot read: {exc}"]
     docs: list[tuple[int, Any]] = []
+    expanded: list[str] = []  # ${VAR} problems (sidecar/config/expand.py)
     loader = yaml.SafeLoader(text)
     try:
         while loader.check_node():
             node = loader.get_node()
             if node is None:
                 continue
+            expanded += expand_document(node, env, str(path))
             docs.append((node.start_mark.line + 1, loader.construct_document(node)))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        return docs, [f"{path}{line}: yaml: {exc.problem or exc.context}"]
+        return docs, [*expanded, f"{path}{line}: yaml: {exc.problem or exc.context}"]
     except yaml.YAMLError as exc:
-        return docs, [f"{path}: yaml: {exc}"]
+        return docs, [*expanded, f"{path}: yaml: {exc}"]
     finally:
         loader.dispose()
-    return docs, []
+    return docs, expanded
 
 
 def _unify(data: Any, file: str, line: int) -> tuple[RawResource | None, str | None]:
@@ -104,12 +109,15 @@ def _unify(data: Any, file: str, line: int) -> tuple[RawResource | None, str | N
     ), None
 
 
-def load_raw(paths: Iterable[str]) -> tuple[list[RawResource], int, list[str]]:
-    """All documents under `paths` (files, or directories of *.yaml/*.yml), the file count, and problems."""
+def load_raw(
+    paths: Iterable[str], env: Mapping[str, str] | None = None
+) -> tuple[list[RawResource], int, list[str]]:
+    """All documents under `paths` (files, or directories of *.yaml/*.yml), the file count, and problems.
+    `${VAR}` in values expands from `env` (default: this process's environment)."""
     files, problems = yaml_files(paths)
     resources: list[RawResource] = []
     for path in files:
-        docs, errors = _documents(path)
+        docs, errors = _documents(path, os.environ if env is None else env)
         problems.extend(errors)
         for line, data in docs:
             resource, problem = _unify(data, str(path), line)

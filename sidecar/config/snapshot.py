@@ -2,10 +2,18 @@
 
 The snapshot is what every I/O layer consumes and what `sidecar inspect` and `/config_dump` print
 (DESIGN.md section 4); its JSON keys are a public contract.
+
+Endpoints of an outbound, in order: the inbounds of the other Dataplanes carrying its service, then the
+ExternalServices tagged with it. A service named the way Kuma names Kubernetes Services,
+`<name>_<namespace>_svc_<port>`, is the exception: its endpoint is the Service's DNS name
+`<name>.<namespace>.svc:<port>` (or its ExternalServices, when there are some). On Kubernetes one
+Dataplane stands for every replica of a Deployment and its address is each pod's own `${POD_IP}`, so it
+says which protocol the service speaks but not where a peer reaches it; the Service does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,8 +117,21 @@ def _protocol_of(tags: Mapping[str, str]) -> str:
     return tags.get("kuma.io/protocol", "tcp")
 
 
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+_KUBERNETES_SERVICE = re.compile(rf"({_DNS_LABEL})_({_DNS_LABEL})_svc_([0-9]{{1,5}})")
+
+
+def kubernetes_service_endpoint(service: str) -> str | None:
+    """`backend_shop_svc_8080` -> `backend.shop.svc:8080`; None for a name not of that form."""
+    match = _KUBERNETES_SERVICE.fullmatch(service)
+    if match is None or not 1 <= int(match[3]) <= 65535:
+        return None
+    return f"{match[1]}.{match[2]}.svc:{int(match[3])}"
+
+
 def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> OutboundListener:
     endpoints: list[str] = []
+    external: list[str] = []
     protocols: set[str] = set()
     for other in sorted(resources.dataplanes, key=lambda d: d.name):
         if other.mesh != dataplane.mesh or other.name == dataplane.name:
@@ -121,8 +142,13 @@ def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> Outb
                 protocols.add(_protocol_of(inbound.tags))
     for ext in sorted(resources.external_services, key=lambda e: e.name):
         if ext.mesh == dataplane.mesh and ext.tags.get("kuma.io/service") == out.service:
-            endpoints.append(ext.address)
+            external.append(ext.address)
             protocols.add(_protocol_of(ext.tags))
+    by_dns = kubernetes_service_endpoint(out.service)
+    if by_dns is not None:  # see the module's docstring: Dataplanes only tell the protocol
+        endpoints = external or [by_dns]
+    else:
+        endpoints += external
     # Kuma infers one protocol for a service; endpoints that disagree fall back to plain TCP.
     if len(protocols) == 1:
         protocol = protocols.pop()
