@@ -11,6 +11,8 @@ NO_HEALTHY_UPSTREAM = "UH"
 UPSTREAM_RESET = "UR"
 UPSTREAM_TIMEOUT = "UT"
 DOWNSTREAM_CLOSED = "DC"
+DOWNSTREAM_RESET = "DR"  # the client reset an HTTP/2 stream
+STREAM_IDLE_TIMEOUT = "SI"
 DOWNSTREAM_PROTOCOL_ERROR = "DPE"
 UPSTREAM_PROTOCOL_ERROR = "UPE"
 
@@ -77,3 +79,24 @@ def bad_request(status: int, detail: str) -> bytes:
     """400/408/431 for a malformed request: always closes the connection."""
     body = reason(status) + b": " + detail.encode("ascii", "replace")[:200]
     return local_reply(status, body, close=True)
+
+
+# gRPC local replies: Envoy answers a gRPC request with a trailers-only response, the failure in
+# grpc-status (UNAVAILABLE for connect failures, resets and no endpoint; DEADLINE_EXCEEDED on timeout).
+GRPC_STATUS_FOR_FLAG = {
+    UPSTREAM_CONNECT_FAILURE: 14,
+    UPSTREAM_RESET: 14,
+    UPSTREAM_PROTOCOL_ERROR: 14,
+    NO_HEALTHY_UPSTREAM: 14,
+    UPSTREAM_TIMEOUT: 4,
+}
+
+
+def grpc_flag_reply(flag: str) -> list[tuple[bytes, bytes]]:
+    """The header block of a trailers-only gRPC reply for response flag `flag`."""
+    return [
+        (b":status", b"200"),
+        (b"content-type", b"application/grpc"),
+        (b"grpc-status", b"%d" % GRPC_STATUS_FOR_FLAG[flag]),
+        (b"grpc-message", _BODIES[flag]),
+    ]

@@ -253,3 +253,131 @@ def chunk(data: bytes) -> bytes:
 
 def last_chunk(trailers: list[Header]) -> bytes:
     return b"0\r\n" + b"".join(n + b": " + v + CRLF for n, v in trailers) + CRLF
+
+
+# HTTP/2 --------------------------------------------------------------------------------------------
+# The same rules on a header list: h2 has already refused connection-specific fields, uppercase names and
+# bad pseudo-headers (RFC 9113 8.2); what is left is the conversion to the upstream's protocol. `te` may
+# only be `trailers` in HTTP/2 and gRPC needs it end to end, so it is the one hop-by-hop field kept.
+
+
+class H2RequestHead:
+    """What the rules read from an HTTP/2 request's header list, in one pass."""
+
+    __slots__ = (
+        "authority",
+        "content_length",
+        "content_type",
+        "cookies",
+        "grpc_timeout",
+        "has_xfp",
+        "method",
+        "path",
+        "regular",
+        "scheme",
+        "trace_in",
+        "user_agent",
+    )
+
+    def __init__(self, headers: list[Header]) -> None:
+        self.method = self.scheme = self.path = b""
+        self.authority = b""
+        self.user_agent: bytes | None = None
+        self.content_type: bytes | None = None
+        self.content_length: bytes | None = None
+        self.grpc_timeout: bytes | None = None
+        self.has_xfp = False
+        self.cookies: list[bytes] = []
+        trace_in: dict[bytes, bytes] = {}
+        regular: list[Header] = []
+        for name, value in headers:
+            if name[:1] == b":":
+                if name == b":method":
+                    self.method = value
+                elif name == b":path":
+                    self.path = value
+                elif name == b":authority":
+                    self.authority = value
+                elif name == b":scheme":
+                    self.scheme = value
+                continue
+            if name in TRACE_HEADER_NAMES:
+                if name not in trace_in:
+                    trace_in[name] = value
+            elif name == b"cookie":
+                self.cookies.append(value)
+                continue
+            elif name == b"host":
+                if not self.authority:
+                    self.authority = value
+                continue  # :authority wins (RFC 9113 8.3.1)
+            elif name == b"user-agent":
+                self.user_agent = value
+            elif name == b"content-type":
+                self.content_type = value
+            elif name == b"content-length":
+                self.content_length = value
+            elif name == b"grpc-timeout":
+                self.grpc_timeout = value
+            elif name == b"x-forwarded-proto":
+                self.has_xfp = True
+            elif name in HOP_BY_HOP and not (name == b"te" and value == b"trailers"):
+                continue
+            regular.append((name, value))
+        self.trace_in = trace_in
+        self.regular = regular
+
+
+def render_h2_request(head: H2RequestHead, remove: frozenset[bytes], added: list[Header]) -> list[Header]:
+    """The header list forwarded to an HTTP/2 upstream (rule 5 applied)."""
+    out = [
+        (b":method", head.method),
+        (b":scheme", head.scheme or b"http"),
+        (b":authority", head.authority),
+        (b":path", head.path),
+    ]
+    out += [h for h in head.regular if h[0] not in remove]
+    if head.cookies:
+        out += [(b"cookie", c) for c in head.cookies]
+    out += added
+    if not head.has_xfp:
+        out.append((b"x-forwarded-proto", b"http"))
+    return out
+
+
+def render_h1_request_from_h2(
+    head: H2RequestHead, remove: frozenset[bytes], added: list[Header], *, chunked: bool
+) -> bytes:
+    """The HTTP/1.1 head forwarded for an HTTP/2 request: Host from :authority, cookie crumbs joined
+    (RFC 9113 8.2.3), a body without content-length sent chunked."""
+    out = [head.method, b" ", head.path, b" HTTP/1.1\r\nhost: ", head.authority, CRLF]
+    for name, value in head.regular:
+        if name not in remove:
+            out += (name, b": ", value, CRLF)
+    if head.cookies:
+        out += (b"cookie: ", b"; ".join(head.cookies), CRLF)
+    for name, value in added:
+        out += (name, b": ", value, CRLF)
+    if not head.has_xfp:
+        out.append(b"x-forwarded-proto: http\r\n")
+    if chunked:
+        out.append(b"transfer-encoding: chunked\r\n")
+    out.append(CRLF)
+    return b"".join(out)
+
+
+def h2_response_from_h1(status: int, headers: list[Header]) -> list[Header]:
+    """An HTTP/1.1 response head as an HTTP/2 header list: lowercase, no connection-specific fields."""
+    triples = [(n.lower(), n, v) for n, v in headers]
+    options = connection_options(triples)
+    out = [(b":status", b"%d" % status)]
+    for lname, _, value in triples:
+        if lname in HOP_BY_HOP or lname in options:
+            continue
+        out.append((lname, value))
+    return out
+
+
+def h2_trailers(headers: list[Header]) -> list[Header]:
+    """Trailer fields for HTTP/2: lowercase, nothing hop-by-hop, no pseudo-headers."""
+    return [(n.lower(), v) for n, v in headers if n[:1] != b":" and n.lower() not in HOP_BY_HOP]

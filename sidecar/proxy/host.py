@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sidecar.proxy.endpoint import Endpoint, Resolver
+    from sidecar.proxy.h2_upstream import H2Pool
     from sidecar.proxy.route import Route
     from sidecar.proxy.settings import ProxySettings
     from sidecar.proxy.stats import ListenerStats
@@ -41,6 +42,9 @@ class ConnectionHost(Protocol):
 
     @property
     def pool(self) -> UpstreamPool: ...
+
+    @property
+    def h2_pool(self) -> H2Pool: ...
 
     @property
     def route(self) -> Route: ...  # read once per request head: a reload swaps it

@@ -274,7 +274,7 @@ class DownstreamConnection(asyncio.Protocol):
         upgrade = parser.should_upgrade()
         user_agent = head.user_agent
         decision = route.tracer.start(
-            route.kind,  # type: ignore[arg-type]
+            route.kind,
             head.trace_in,
             method=method.decode("latin-1"),
             authority=head.authority.decode("latin-1"),

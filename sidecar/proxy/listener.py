@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 
+from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.http1 import DownstreamConnection
+from sidecar.proxy.http2 import H2Downstream
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
 from sidecar.proxy.stats import ListenerStats
 from sidecar.proxy.tcp import TcpDownstream
 from sidecar.proxy.upstream import Pool
-
-log = logging.getLogger("sidecar.proxy")
 
 
 class Listener:
@@ -31,12 +30,12 @@ class Listener:
         self.settings = settings
         self.stats = ListenerStats(name, direction)
         self.pool = Pool(settings)
+        self.h2_pool = H2Pool(settings, self.pool.resolver)
         self.loop = asyncio.get_running_loop()
         self.draining = False
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Protocol] = set()
         self._sweeper: asyncio.Task[None] | None = None
-        self._h2_warned: set[str] = set()
 
     @property
     def bound(self) -> tuple[str, int]:
@@ -73,15 +72,15 @@ class Listener:
             self.stats.connections_active -= 1
 
     def switch_to_h2(self, conn: asyncio.Protocol, data: bytes) -> None:
-        """Until HTTP/2 is spoken here: say so once per client address, count it, and close."""
-        peer = getattr(conn, "peer", "-").rpartition(":")[0]
-        if peer not in self._h2_warned:
-            self._h2_warned.add(peer)
-            log.warning("%s: HTTP/2 (h2c) client %s on an HTTP/1.1 listener; closing", self.name, peer)
-        self.stats.local_reply("h2c_refused")
+        """An HTTP/1.1 connection began with the HTTP/2 preface (h2c prior knowledge, like Envoy's AUTO
+        codec): the HTTP/2 codec takes the socket over; its streams go to the HTTP/1.1 upstream."""
         transport = getattr(conn, "transport", None)
-        if transport is not None:
-            transport.close()
+        if transport is None:
+            return
+        h2conn = H2Downstream(self, upstream_h2=False)
+        self.connections.discard(conn)
+        self.connections.add(h2conn)
+        h2conn.adopt(transport, data)
 
     async def _sweep(self) -> None:
         """Idle and slow-head timeouts, checked in one pass instead of a timer per request."""
@@ -98,7 +97,8 @@ class Listener:
         if self.server is not None:
             self.server.close()
 
-    def idle_connections(self) -> list[DownstreamConnection]:
+    def idle_connections(self) -> list[DownstreamConnection | H2Downstream]:
+        """Connections to close (HTTP/1.1 between requests) or to drain (HTTP/2: GOAWAY) now."""
         return []
 
     async def drain(self, grace: float) -> None:
@@ -120,27 +120,45 @@ class Listener:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         self.pool.close()
+        self.h2_pool.close()
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 1.0)
 
 
 class HttpListener(Listener):
+    """`http`: HTTP/1.1 clients, and HTTP/2 clients with prior knowledge; the upstream speaks HTTP/1.1."""
+
     def _protocol(self) -> asyncio.Protocol:
         return DownstreamConnection(self)
 
-    def idle_connections(self) -> list[DownstreamConnection]:
-        return [c for c in self.connections if isinstance(c, DownstreamConnection) and c.idle()]
+    def idle_connections(self) -> list[DownstreamConnection | H2Downstream]:
+        return [
+            c
+            for c in self.connections
+            if isinstance(c, H2Downstream) or (isinstance(c, DownstreamConnection) and c.idle())
+        ]
 
     def sweep_once(self, now: float) -> None:
         settings = self.settings
         for conn in list(self.connections):
+            if isinstance(conn, H2Downstream):
+                if not conn.closed:
+                    conn.sweep(now)
+                continue
             if not isinstance(conn, DownstreamConnection) or conn.closed:
                 continue
             if conn.head_started is not None and now - conn.head_started > settings.header_timeout:
                 conn.refuse(408, "request head not received in time")
             elif conn.idle() and now - conn.last_activity > settings.idle_timeout:
                 conn.close_if_idle()
+
+
+class H2Listener(HttpListener):
+    """`http2` and `grpc`: HTTP/2 with prior knowledge on both sides (Kuma sets such clusters to HTTP/2)."""
+
+    def _protocol(self) -> asyncio.Protocol:
+        return H2Downstream(self, upstream_h2=True)
 
 
 class TcpListener(Listener):
@@ -157,12 +175,14 @@ async def start_listener(
     settings: ProxySettings,
     *,
     http: bool,
+    h2: bool = False,
     reuse_port: bool = False,
 ) -> Listener:
-    cls = HttpListener if http else TcpListener
+    """`http`: traced HTTP (`h2`: HTTP/2 both ways, for `http2`/`grpc`); else TCP passthrough."""
+    cls = (H2Listener if h2 else HttpListener) if http else TcpListener
     listener = cls(name, direction if http else "tcp", host, port, route, settings)
     await listener.start(reuse_port=reuse_port)
     return listener
 
 
-__all__ = ["HttpListener", "Listener", "TcpListener", "start_listener"]
+__all__ = ["H2Listener", "HttpListener", "Listener", "TcpListener", "start_listener"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from sidecar.config.snapshot import InboundListener, OutboundListener
 from sidecar.proxy.endpoint import Endpoint, endpoint_of, parse_endpoint
-from sidecar.tracing.decide import Tracer
+from sidecar.tracing.decide import SpanKind, Tracer
 
 SpanSink = Callable[[bytes], None]
 AccessLog = Callable[[dict[str, Any]], None]
@@ -32,7 +32,7 @@ class Route:
         object.__setattr__(self, "default_host", self.cluster.encode())
 
     @property
-    def kind(self) -> str:
+    def kind(self) -> SpanKind:
         return "SERVER" if self.direction == "inbound" else "CLIENT"
 
     def next_endpoint(self) -> Endpoint | None:

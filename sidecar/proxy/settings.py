@@ -16,4 +16,10 @@ class ProxySettings:
     pool_idle_timeout: float = 60.0  # seconds an idle upstream connection is kept
     pool_max_idle: int = 1024  # idle upstream connections kept per endpoint (fewer churn under load)
     buffer_high: int = 256 * 1024  # bytes buffered toward a peer before the other side is paused
+    stream_idle_timeout: float = 300.0  # an HTTP/2 stream with no frame either way is reset (Kuma's 5 min)
+    h2_max_concurrent_streams: int = 100  # per client connection (nghttpx's default)
+    h2_stream_window: int = 256 * 1024  # flow-control window we grant per stream...
+    h2_connection_window: int = 1024 * 1024  # ...and per connection: what we may hold for a peer
+    h2_max_resets: int = 200  # client resets in 10 s on one connection before GOAWAY (rapid reset)
+    h2_max_control_frames: int = 1000  # PING and SETTINGS in 10 s on one connection before GOAWAY
     dns_ttl: float = 5.0  # seconds a resolved endpoint name is kept before it is resolved again

@@ -34,6 +34,8 @@ class ListenerStats:
     local_replies: dict[str, int] = field(default_factory=dict)  # by response flag
     connections_total: int = 0
     connections_active: int = 0
+    streams_active: int = 0  # open HTTP/2 streams
+    h2_errors: dict[str, int] = field(default_factory=dict)  # connections ended by GOAWAY, by kind
     bytes_received: int = 0  # request bodies (tcp: bytes from the client)
     bytes_sent: int = 0  # response bodies (tcp: bytes to the client)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))

@@ -1,0 +1,203 @@
+"""One HTTP/2 connection, either side: the `h2` state machine behind an asyncio Protocol, writes
+coalesced per read callback, and per-stream send queues that respect the peer's flow-control windows.
+
+Flow control end to end: data received on one connection is acknowledged to its sender (opening its
+window again) only when the proxy has handed it on, that is when the other side's queue sent it. A slow
+reader therefore closes the window of a fast writer, and what the proxy holds for a stream is bounded by
+the windows it advertises, whatever either peer does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+from typing import cast
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.exceptions
+import h2.settings
+
+from sidecar.proxy.settings import ProxySettings
+
+Headers = list[tuple[bytes, bytes]]
+Ack = Callable[[], None]
+
+
+def NO_ACK() -> None:
+    """For data that needs no acknowledgement (a local reply's body)."""
+
+
+class _SendQueue:
+    """What waits to be sent on one stream: data chunks with the ack to call once each is sent."""
+
+    __slots__ = ("chunks", "end", "size", "trailers")
+
+    def __init__(self) -> None:
+        self.chunks: deque[tuple[memoryview, Ack]] = deque()
+        self.size = 0
+        self.end = False  # end the stream once the chunks are out
+        self.trailers: Headers | None = None
+
+
+def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
+    # Inbound headers are validated by h2 (pseudo-headers, connection-specific fields, case); outbound
+    # ones come from validated input or from us, so h2 need not check them again.
+    return h2.config.H2Configuration(
+        client_side=client_side,
+        header_encoding=None,
+        validate_outbound_headers=False,
+        normalize_outbound_headers=False,
+    )
+
+
+class H2Peer(asyncio.Protocol):
+    """The parts of an HTTP/2 connection that do not depend on which side the proxy is."""
+
+    def __init__(self, settings: ProxySettings, *, client_side: bool) -> None:
+        self.settings = settings
+        self.h2 = h2.connection.H2Connection(h2_config(client_side=client_side))
+        self.h2.local_settings = h2.settings.Settings(
+            client=client_side,
+            initial_values={
+                h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.h2_max_concurrent_streams,
+                h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.h2_stream_window,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_bytes,
+                h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            },
+        )
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.paused = False  # our transport's write buffer is full: send nothing more, ack nothing
+        self._queues: dict[int, _SendQueue] = {}
+        self._blocked: set[int] = set()  # streams with data waiting for window or for resume_writing
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=self.settings.buffer_high)
+        self.h2.initiate_connection()
+        window = self.settings.h2_connection_window - 65535
+        if window > 0:
+            self.h2.increment_flow_control_window(window)
+        self.flush()
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.pump_all()
+        self.flush()
+
+    # Sending ------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def send_headers(self, stream_id: int, headers: Headers, *, end_stream: bool = False) -> None:
+        self.h2.send_headers(stream_id, headers, end_stream=end_stream)
+
+    def send_data(self, stream_id: int, data: bytes, ack: Ack = NO_ACK) -> None:
+        """Queue `data` on the stream; `ack` runs once all of it was handed to h2 (and the socket)."""
+        queue = self._queues.get(stream_id)
+        if queue is None:
+            queue = self._queues[stream_id] = _SendQueue()
+        queue.chunks.append((memoryview(data), ack))
+        queue.size += len(data)
+        self._pump(stream_id, queue)
+
+    def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
+        """End the stream after its queued data (with trailers, or an empty DATA with END_STREAM)."""
+        queue = self._queues.get(stream_id)
+        if queue is None:
+            queue = self._queues[stream_id] = _SendQueue()
+        queue.end = True
+        queue.trailers = trailers
+        self._pump(stream_id, queue)
+
+    def queued(self, stream_id: int) -> int:
+        queue = self._queues.get(stream_id)
+        return queue.size if queue is not None else 0
+
+    def _pump(self, stream_id: int, queue: _SendQueue) -> None:
+        conn = self.h2
+        chunks = queue.chunks
+        while chunks and not self.paused:
+            try:
+                window = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            except h2.exceptions.StreamClosedError:
+                self.forget_stream(stream_id)
+                return
+            if window <= 0:
+                self._blocked.add(stream_id)
+                return
+            data, ack = chunks[0]
+            if len(data) <= window:
+                chunks.popleft()
+                conn.send_data(stream_id, data)
+                queue.size -= len(data)
+                ack()
+            else:
+                conn.send_data(stream_id, data[:window])
+                chunks[0] = (data[window:], ack)
+                queue.size -= window
+        if chunks:
+            self._blocked.add(stream_id)
+            return
+        self._blocked.discard(stream_id)
+        if queue.end:
+            del self._queues[stream_id]
+            with contextlib.suppress(h2.exceptions.StreamClosedError):
+                if queue.trailers is not None:
+                    conn.send_headers(stream_id, queue.trailers, end_stream=True)
+                else:
+                    conn.end_stream(stream_id)
+
+    def pump_all(self) -> None:
+        for stream_id in list(self._blocked):
+            queue = self._queues.get(stream_id)
+            if queue is None:
+                self._blocked.discard(stream_id)
+            else:
+                self._pump(stream_id, queue)
+
+    def on_window_updated(self, stream_id: int) -> None:
+        if stream_id == 0:
+            self.pump_all()
+        else:
+            queue = self._queues.get(stream_id)
+            if queue is not None:
+                self._pump(stream_id, queue)
+
+    def forget_stream(self, stream_id: int) -> None:
+        """The stream is gone: run the acks of what will never be sent (their window must come back)."""
+        queue = self._queues.pop(stream_id, None)
+        self._blocked.discard(stream_id)
+        if queue is not None:
+            for _, ack in queue.chunks:
+                ack()
+
+    def reset(self, stream_id: int, code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        self.forget_stream(stream_id)
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # already closed: nothing to reset
+            self.h2.reset_stream(stream_id, code)
+
+    def ack(self, stream_id: int, size: int) -> None:
+        """Give `size` flow-controlled bytes back to the peer that sent them on `stream_id`."""
+        if size and not self.closed:
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.h2.acknowledge_received_data(size, stream_id)
+            self.flush()
+
+    def goaway(self, code: int = h2.errors.ErrorCodes.NO_ERROR, *, close: bool = False) -> None:
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.h2.close_connection(error_code=code)
+        self.flush()
+        if close and self.transport is not None:
+            self.closed = True
+            self.transport.close()

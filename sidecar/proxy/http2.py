@@ -1,0 +1,263 @@
+"""An HTTP/2 client connection (h2c, prior knowledge): one traced exchange per stream, and the defences
+a proxy needs against hostile HTTP/2.
+
+Every protocol violation, and every abuse below, ends the connection with GOAWAY and a close, is counted
+in `ListenerStats.h2_errors` by kind, and leaves other connections alone:
+- a bad preface, or a first frame that is not SETTINGS (RFC 9113 3.4);
+- h2's own checks: HPACK errors and bombs (header list over `max_header_bytes`), CONTINUATION floods,
+  flow-control window overflow, stream id reuse, streams beyond SETTINGS_MAX_CONCURRENT_STREAMS;
+- more header fields than `max_headers` (as for HTTP/1.1);
+- rapid reset (CVE-2023-44487): more than `h2_max_resets` client resets in 10 s;
+- a SETTINGS/PING flood: more than `h2_max_control_frames` in 10 s, or any while we cannot write.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import h2.errors
+import h2.events
+import h2.exceptions
+
+from sidecar.proxy import errors
+from sidecar.proxy.h2_base import H2Peer
+from sidecar.proxy.h2_stream import H2Stream, H2ToH1Stream, H2ToH2Stream
+from sidecar.proxy.head import H2RequestHead, render_h1_request_from_h2, render_h2_request
+from sidecar.proxy.http1 import H2_PREFACE, peer_name
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from sidecar.proxy.host import ConnectionHost
+
+log = logging.getLogger("sidecar.proxy")
+_WINDOW = 10.0  # seconds over which resets and control frames are counted
+_SETTINGS_FRAME_TYPE = 0x4
+
+
+class H2Downstream(H2Peer):
+    """One client connection speaking HTTP/2; `upstream_h2` chooses the upstream protocol."""
+
+    def __init__(self, host: ConnectionHost, *, upstream_h2: bool) -> None:
+        super().__init__(host.settings, client_side=False)
+        self.host = host
+        self.upstream_h2 = upstream_h2
+        self.peer = "-"
+        self.streams: dict[int, H2Stream] = {}
+        self.draining = False
+        self.last_activity = 0.0
+        self._preface = b""  # bytes so far, until the preface and the first frame header are checked
+        self._checked = False
+        self._resets: list[float] = []
+        self._control: list[float] = []
+        self._adopted = False
+
+    def adopt(self, transport: asyncio.BaseTransport, data: bytes) -> None:
+        """Take over a connection an HTTP/1.1 protocol accepted and found to start with the preface."""
+        self._adopted = True
+        transport.set_protocol(self)
+        self.connection_made(transport)
+        self.data_received(data)
+
+    # asyncio.Protocol ---------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.peer = peer_name(transport)
+        self.last_activity = self.host.loop.time()
+        if not self._adopted:
+            self.host.connection_opened(self)
+        if self.host.draining:
+            self.start_drain()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.host.loop.time()
+        if not self._checked:
+            data = self._check_start(data)
+            if not data:
+                return
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.protocol_error(_kind(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
+            return
+        for event in events:
+            if self.closed:
+                return
+            self._dispatch(event)
+        self.flush()
+
+    def _check_start(self, data: bytes) -> bytes:
+        """The preface, then a SETTINGS frame header: h2 itself would take frames before SETTINGS."""
+        seen = self._preface + data
+        n = len(H2_PREFACE)
+        if seen[:n] != H2_PREFACE[: len(seen)]:
+            self.protocol_error("bad_preface", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return b""
+        if len(seen) < n + 4:  # the first frame's type is its fourth byte
+            self._preface = seen
+            return b""
+        self._checked = True
+        self._preface = b""
+        if seen[n + 3] != _SETTINGS_FRAME_TYPE:
+            self.protocol_error("frame_before_settings", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return b""
+        return seen
+
+    def _dispatch(self, event: h2.events.Event) -> None:
+        if isinstance(event, h2.events.RequestReceived):
+            self._request(event)
+        elif isinstance(event, h2.events.DataReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is None:
+                self.ack(event.stream_id, event.flow_controlled_length)
+            else:
+                stream.on_data(event.data, event.flow_controlled_length)
+        elif isinstance(event, h2.events.StreamEnded):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.on_end()
+        elif isinstance(event, h2.events.TrailersReceived):
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.on_trailers(list(event.headers))
+        elif isinstance(event, h2.events.StreamReset):
+            self.forget_stream(event.stream_id)
+            stream = self.streams.get(event.stream_id)
+            if stream is not None:
+                stream.on_reset()
+            if self._count(self._resets, self.settings.h2_max_resets):
+                self.protocol_error("rapid_reset", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        elif isinstance(event, h2.events.WindowUpdated):
+            self.on_window_updated(event.stream_id)
+        elif isinstance(event, h2.events.PingReceived | h2.events.RemoteSettingsChanged):
+            if self.paused or self._count(self._control, self.settings.h2_max_control_frames):
+                self.protocol_error("control_flood", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.draining = True  # the client sends no more streams; open ones finish
+            self._maybe_close()
+
+    def _count(self, times: list[float], limit: int) -> bool:
+        now = self.host.loop.time()
+        times.append(now)
+        if len(times) > limit:
+            while times and now - times[0] > _WINDOW:
+                times.pop(0)
+            return len(times) > limit
+        return False
+
+    # Streams ------------------------------------------------------------------------------------
+    def _request(self, event: h2.events.RequestReceived) -> None:
+        headers: list[tuple[bytes, bytes]] = event.headers
+        sid = event.stream_id
+        assert sid is not None
+        settings = self.settings
+        if len(headers) > settings.max_headers:
+            self.protocol_error("too_many_headers", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            return
+        if len(self.streams) >= settings.h2_max_concurrent_streams:
+            self.protocol_error("too_many_streams", h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
+        head = H2RequestHead(headers)
+        route = self.host.route
+        if head.method == b"CONNECT":
+            self.send_headers(sid, [(b":status", b"405"), (b"content-length", b"0")], end_stream=True)
+            self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)
+            return
+        user_agent = head.user_agent
+        decision = route.tracer.start(
+            route.kind,
+            head.trace_in,
+            method=head.method.decode("latin-1"),
+            authority=head.authority.decode("latin-1"),
+            path=head.path.decode("latin-1"),
+            scheme=(head.scheme or b"http").decode("latin-1"),
+            protocol="HTTP/2",
+            user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
+            peer_address=self.peer,
+            upstream_cluster=route.cluster,
+            remote_service=route.remote_service,
+        )
+        ended = event.stream_ended is not None
+        stream: H2Stream
+        if self.upstream_h2:
+            forwarded_h2 = render_h2_request(head, decision.remove, decision.headers)
+            stream = H2ToH2Stream(self, sid, route, decision, head, forwarded_h2)
+        else:
+            chunked = not ended and head.content_length is None
+            forwarded = render_h1_request_from_h2(head, decision.remove, decision.headers, chunked=chunked)
+            stream = H2ToH1Stream(self, sid, route, decision, head, forwarded, chunked=chunked)
+        self.streams[sid] = stream
+        self.host.stats.streams_active += 1
+        if ended:
+            stream.req_done = True
+        stream.begin()
+
+    def stream_closed(self, stream: H2Stream) -> None:
+        if self.streams.get(stream.sid) is stream:
+            del self.streams[stream.sid]
+            self.host.stats.streams_active -= 1
+        self._maybe_close()
+
+    def sweep(self, now: float) -> None:
+        """Stream idle timeout, checked by the listener's periodic sweep."""
+        limit = self.settings.stream_idle_timeout
+        for stream in list(self.streams.values()):
+            if now - stream.last_activity > limit:
+                stream.on_idle()
+        self.flush()
+
+    # Endings ------------------------------------------------------------------------------------
+    def protocol_error(self, kind: str, code: int) -> None:
+        stats = self.host.stats
+        stats.h2_errors[kind] = stats.h2_errors.get(kind, 0) + 1
+        log.debug("%s: HTTP/2 %s from %s: GOAWAY %s", self.host.name, kind, self.peer, code)
+        self.goaway(code, close=True)
+
+    def start_drain(self) -> None:
+        """Drain: GOAWAY (no new streams), let open ones finish, then close."""
+        if not self.draining:
+            self.draining = True
+            self.goaway(h2.errors.ErrorCodes.NO_ERROR)
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        if self.draining and not self.streams and not self.closed and self.transport is not None:
+            self.flush()
+            self.closed = True
+            self.transport.close()
+
+    def idle(self) -> bool:
+        return not self.streams
+
+    def close_if_idle(self) -> bool:
+        self.start_drain()
+        return self.closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        streams, self.streams = self.streams, {}
+        self.host.stats.streams_active -= len(streams)
+        for stream in streams.values():
+            stream.on_downstream_lost()
+        self.host.connection_closed(self)
+
+
+def _kind(exc: h2.exceptions.ProtocolError) -> str:
+    """A short name for the metric label."""
+    if isinstance(exc, h2.exceptions.DenialOfServiceError):
+        return "header_list_too_large"
+    if isinstance(exc, h2.exceptions.FlowControlError):
+        return "flow_control"
+    if isinstance(exc, h2.exceptions.TooManyStreamsError):
+        return "too_many_streams"
+    if isinstance(exc, h2.exceptions.StreamClosedError | h2.exceptions.StreamIDTooLowError):
+        return "stream_id_reuse"
+    text = str(exc).lower()
+    if "preamble" in text:
+        return "bad_preface"
+    if "continuation" in text:
+        return "continuation_flood"
+    if "header" in text:
+        return "bad_headers"
+    return "protocol_error"
