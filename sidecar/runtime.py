@@ -29,7 +29,7 @@ from sidecar.admin.app import build_admin_app
 from sidecar.admin.metrics import RuntimeCounters, metric_families
 from sidecar.config import resolve
 from sidecar.config.snapshot import Snapshot
-from sidecar.proxy import HttpListener, Listener, ProxySettings, Route, TcpListener, start_listener
+from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
 from sidecar.tracing.encoding import encoding_for
@@ -182,21 +182,21 @@ class Runtime:
         await reporter.start()
         return reporter
 
-    def _routes(self, snapshot: Snapshot, reporter: Reporter | None) -> dict[ListenerKey, tuple[Route, bool]]:
+    def _routes(self, snapshot: Snapshot, reporter: Reporter | None) -> dict[ListenerKey, tuple[Route, str]]:
         tracer = Tracer(
             _tracer_settings(snapshot), service_name=snapshot.service_name, node_id=snapshot.node_id
         )
         sink: Callable[[bytes], None] | None = reporter.submit if reporter is not None else None
-        routes: dict[ListenerKey, tuple[Route, bool]] = {}
+        routes: dict[ListenerKey, tuple[Route, str]] = {}
         for spec_in in snapshot.inbound:
             routes[("inbound", spec_in.address, spec_in.port)] = (
                 Route.inbound(spec_in, tracer, sink, self.access_log),
-                spec_in.traced,
+                spec_in.protocol,
             )
         for spec_out in snapshot.outbound:
             routes[("outbound", spec_out.address, spec_out.port)] = (
                 Route.outbound(spec_out, tracer, sink, self.access_log),
-                spec_out.traced,
+                spec_out.protocol,
             )
         return routes
 
@@ -207,9 +207,9 @@ class Runtime:
         started: list[tuple[ListenerKey, Listener]] = []
         old_to_drain: list[Listener] = []
         try:
-            for key, (route, http) in routes.items():
+            for key, (route, protocol) in routes.items():
                 existing = self.listeners.get(key)
-                if existing is not None and isinstance(existing, HttpListener if http else TcpListener):
+                if existing is not None and type(existing) is listener_class(protocol):
                     continue
                 if existing is not None:  # protocol changed: the port must be free before rebinding
                     existing.close()
@@ -222,7 +222,7 @@ class Runtime:
                     port,
                     route,
                     self.options.proxy,
-                    http=http,
+                    protocol=protocol,
                     reuse_port=self.options.reuse_port,
                 )
                 started.append((key, listener))

@@ -21,8 +21,10 @@ from typing import Any
 from sidecar.config.match import best_traffic_trace
 from sidecar.config.model import Backend, Dataplane, Outbound, Resources
 
-#: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc; we speak HTTP/1.1).
+#: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc)...
 TRACED_PROTOCOLS = frozenset({"http", "http2", "grpc"})
+#: ...and those spoken as HTTP/2 with prior knowledge on both sides (Kuma's HTTP/2 clusters).
+H2_PROTOCOLS = frozenset({"http2", "grpc"})
 
 
 # The resolved backend is the validated Mesh backend itself (defaults applied, httpJsonV1 -> httpJson).

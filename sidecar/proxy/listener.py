@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 
+from sidecar.config.snapshot import H2_PROTOCOLS, TRACED_PROTOCOLS
 from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.http2 import H2Downstream
@@ -166,6 +167,13 @@ class TcpListener(Listener):
         return TcpDownstream(self)
 
 
+def listener_class(protocol: str) -> type[Listener]:
+    """The listener for a `kuma.io/protocol` value (DESIGN.md section 1's table)."""
+    if protocol in H2_PROTOCOLS:
+        return H2Listener
+    return HttpListener if protocol in TRACED_PROTOCOLS else TcpListener
+
+
 async def start_listener(
     name: str,
     direction: str,
@@ -174,15 +182,13 @@ async def start_listener(
     route: Route,
     settings: ProxySettings,
     *,
-    http: bool,
-    h2: bool = False,
+    protocol: str,
     reuse_port: bool = False,
 ) -> Listener:
-    """`http`: traced HTTP (`h2`: HTTP/2 both ways, for `http2`/`grpc`); else TCP passthrough."""
-    cls = (H2Listener if h2 else HttpListener) if http else TcpListener
-    listener = cls(name, direction if http else "tcp", host, port, route, settings)
+    cls = listener_class(protocol)
+    listener = cls(name, direction if cls is not TcpListener else "tcp", host, port, route, settings)
     await listener.start(reuse_port=reuse_port)
     return listener
 
 
-__all__ = ["H2Listener", "HttpListener", "Listener", "TcpListener", "start_listener"]
+__all__ = ["H2Listener", "HttpListener", "Listener", "TcpListener", "listener_class", "start_listener"]

@@ -118,8 +118,10 @@ class Bench:
         tracer_settings: TracerSettings | None = TracerSettings(),
         outbound: bool = False,
         http: bool = True,
+        protocol: str | None = None,  # "http" (the default), "http2", "grpc" or "tcp"
         endpoints: tuple[str, ...] | None = None,
     ) -> Listener:
+        protocol = protocol or ("http" if http else "tcp")
         tracer = Tracer(tracer_settings, service_name="web", node_id="default.web-01")
         if outbound:
             eps = (
@@ -128,11 +130,11 @@ class Bench:
                 else ((f"127.0.0.1:{upstream_port}",) if upstream_port else ())
             )
             route = Route.outbound(
-                OutboundListener("127.0.0.1", 0, "backend", "http", eps), tracer, self.spans.append
+                OutboundListener("127.0.0.1", 0, "backend", protocol, eps), tracer, self.spans.append
             )
         else:
             spec = InboundListener(
-                "127.0.0.1", 0, "127.0.0.1", upstream_port or 1, "http", {"kuma.io/service": "web"}
+                "127.0.0.1", 0, "127.0.0.1", upstream_port or 1, protocol, {"kuma.io/service": "web"}
             )
             route = Route.inbound(spec, tracer, self.spans.append)
         listener = await start_listener(
@@ -142,7 +144,7 @@ class Bench:
             0,
             route,
             settings or ProxySettings(),
-            http=http,
+            protocol=protocol,
         )
         self.listeners.append(listener)
         return listener
