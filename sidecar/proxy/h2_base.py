@@ -74,6 +74,8 @@ class H2Peer(asyncio.Protocol):
         self.paused = False  # our transport's write buffer is full: send nothing more, ack nothing
         self._queues: dict[int, _SendQueue] = {}
         self._blocked: set[int] = set()  # streams with data waiting for window or for resume_writing
+        self.in_callback = False  # inside our own data_received: it flushes once at its end
+        self._flush_soon = False
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -98,6 +100,17 @@ class H2Peer(asyncio.Protocol):
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def touch(self) -> None:
+        """Frames were queued from outside our own read callback (a timer, the other side): write
+        them once, soon, with whatever else is queued until then."""
+        if not self.in_callback and not self._flush_soon and not self.closed:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._deferred_flush)
+
+    def _deferred_flush(self) -> None:
+        self._flush_soon = False
+        self.flush()
 
     def send_headers(self, stream_id: int, headers: Headers, *, end_stream: bool = False) -> None:
         self.h2.send_headers(stream_id, headers, end_stream=end_stream)
@@ -152,7 +165,7 @@ class H2Peer(asyncio.Protocol):
         self._blocked.discard(stream_id)
         if queue.end:
             del self._queues[stream_id]
-            with contextlib.suppress(h2.exceptions.StreamClosedError):
+            with contextlib.suppress(h2.exceptions.ProtocolError):  # reset or closed meanwhile
                 if queue.trailers is not None:
                     conn.send_headers(stream_id, queue.trailers, end_stream=True)
                 else:
@@ -192,7 +205,7 @@ class H2Peer(asyncio.Protocol):
         if size and not self.closed:
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.h2.acknowledge_received_data(size, stream_id)
-            self.flush()
+            self.touch()
 
     def goaway(self, code: int = h2.errors.ErrorCodes.NO_ERROR, *, close: bool = False) -> None:
         with contextlib.suppress(h2.exceptions.ProtocolError):

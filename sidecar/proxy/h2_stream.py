@@ -88,6 +88,8 @@ class H2Stream(Exchange):
         self.on_end()
 
     def on_end(self) -> None:
+        if self.req_done:
+            return  # the request ended with its headers: the upstream stream was opened ended
         self.req_done = True
         if self.upstream_ready():
             self.forward_end()
@@ -144,6 +146,7 @@ class H2Stream(Exchange):
         if self.is_grpc and end:
             self.grpc_tags.update(grpc.status_tags(headers))  # a trailers-only response
         self.down.send_headers(self.sid, headers, end_stream=end)
+        self.down.touch()
         if end:
             self.response_finished()
 
@@ -154,6 +157,7 @@ class H2Stream(Exchange):
             return
         self.last_activity = self.down.host.loop.time()
         self.down.send_data(self.sid, data, ack)
+        self.down.touch()
 
     def send_response_end(self, trailers: Headers | None) -> None:
         if self.closed:
@@ -161,6 +165,7 @@ class H2Stream(Exchange):
         if trailers and self.is_grpc:
             self.grpc_tags.update(grpc.status_tags(trailers))
         self.down.end_stream(self.sid, trailers or None)
+        self.down.touch()
         self.response_finished()
 
     def response_finished(self) -> None:
@@ -175,6 +180,7 @@ class H2Stream(Exchange):
         self.flags = flag
         self.closed = True
         self.down.reset(self.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        self.down.touch()
         self.record()
         self.down.stream_closed(self)
 

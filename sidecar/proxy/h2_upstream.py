@@ -34,8 +34,6 @@ class H2Upstream(H2Peer):
         self.streams: dict[int, H2ToH2Stream] = {}
         self.going_away = False
         self._touched: set[H2Peer] = set()
-        self._in_callback = False
-        self._flush_soon = False
 
     # Pool interface -----------------------------------------------------------------------------
     def has_room(self) -> bool:
@@ -58,16 +56,6 @@ class H2Upstream(H2Peer):
             self.touch()
             self._maybe_idle()
 
-    def touch(self) -> None:
-        """Bytes were queued from outside our own callback: flush them once, soon."""
-        if not self._in_callback and not self._flush_soon and not self.closed:
-            self._flush_soon = True
-            asyncio.get_running_loop().call_soon(self._deferred_flush)
-
-    def _deferred_flush(self) -> None:
-        self._flush_soon = False
-        self.flush()
-
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -76,7 +64,7 @@ class H2Upstream(H2Peer):
             self.peer = f"[{peer[0]}]:{peer[1]}" if ":" in str(peer[0]) else f"{peer[0]}:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
-        self._in_callback = True
+        self.in_callback = True
         try:
             try:
                 events = self.h2.receive_data(data)
@@ -87,7 +75,7 @@ class H2Upstream(H2Peer):
             for event in events:
                 self._dispatch(event)
         finally:
-            self._in_callback = False
+            self.in_callback = False
         self.flush()
         touched, self._touched = self._touched, set()
         for peer in touched:

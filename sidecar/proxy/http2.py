@@ -81,10 +81,14 @@ class H2Downstream(H2Peer):
         except h2.exceptions.ProtocolError as exc:
             self.protocol_error(_kind(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
             return
-        for event in events:
-            if self.closed:
-                return
-            self._dispatch(event)
+        self.in_callback = True
+        try:
+            for event in events:
+                if self.closed:
+                    return
+                self._dispatch(event)
+        finally:
+            self.in_callback = False
         self.flush()
 
     def _check_start(self, data: bytes) -> bytes:
@@ -154,6 +158,9 @@ class H2Downstream(H2Peer):
         settings = self.settings
         if len(headers) > settings.max_headers:
             self.protocol_error("too_many_headers", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            return
+        if sum(len(n) + len(v) + 32 for n, v in headers) > settings.max_header_bytes:  # RFC 9113 6.5.2's size
+            self.protocol_error("header_list_too_large", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
             return
         if len(self.streams) >= settings.h2_max_concurrent_streams:
             self.protocol_error("too_many_streams", h2.errors.ErrorCodes.PROTOCOL_ERROR)

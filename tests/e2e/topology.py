@@ -56,6 +56,8 @@ class Sidecar:
 
 
 class Topology:
+    dataplanes = ("web-01", "backend-01")  # started in this order, each with its own `sidecar run`
+
     def __init__(
         self, tmp: Path, backend_conf: dict[str, Any] | None = None, sampling: float = 100.0
     ) -> None:
@@ -104,7 +106,12 @@ class Topology:
 
     @staticmethod
     def _dataplane(
-        name: str, service: str, port: int, app_port: int, outbound: list[tuple[int, str]]
+        name: str,
+        service: str,
+        port: int,
+        app_port: int,
+        outbound: list[tuple[int, str]],
+        protocol: str = "http",
     ) -> dict[str, Any]:
         return {
             "type": "Dataplane",
@@ -116,7 +123,7 @@ class Topology:
                     {
                         "port": port,
                         "servicePort": app_port,
-                        "tags": {"kuma.io/service": service, "kuma.io/protocol": "http"},
+                        "tags": {"kuma.io/service": service, "kuma.io/protocol": protocol},
                     }
                 ],
                 "outbound": [{"port": p, "tags": {"kuma.io/service": s}} for p, s in outbound],
@@ -186,13 +193,9 @@ class Topology:
         self._collector = web.AppRunner(build_collector_app(self.store), access_log=None)
         await self._collector.setup()
         await web.SockSite(self._collector, self._collector_sock).start()
-        await self._serve(self.web, self._web_handler)
-        await self._serve(self.backend, self._backend_handler)
+        await self.start_apps()
         for attempt in range(BIND_RETRIES):
-            started = [
-                self.start_sidecar("web-01", *sidecar_args),
-                self.start_sidecar("backend-01", *sidecar_args),
-            ]
+            started = [self.start_sidecar(name, *sidecar_args) for name in self.dataplanes]
             try:
                 for sidecar in started:
                     await self.wait_ready(sidecar)
@@ -207,6 +210,15 @@ class Topology:
                         if stream is not None:
                             stream.close()
                 self.pick_ports()
+
+    async def start_apps(self) -> None:
+        await self._serve(self.web, self._web_handler)
+        await self._serve(self.backend, self._backend_handler)
+
+    async def stop_apps(self) -> None:
+        for app in (self.web, self.backend):
+            if app.runner is not None:
+                await app.runner.cleanup()
 
     def stop_sidecar(self, sidecar: Sidecar, timeout: float = 15.0) -> int:
         if sidecar.process.poll() is None:
@@ -224,9 +236,7 @@ class Topology:
             for stream in (sidecar.process.stdout, sidecar.process.stderr):
                 if stream is not None:
                     stream.close()
-        for app in (self.web, self.backend):
-            if app.runner is not None:
-                await app.runner.cleanup()
+        await self.stop_apps()
         if self._collector is not None:
             await self._collector.cleanup()
 
