@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from sidecar.config.snapshot import OutboundListener
+from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.host import UpstreamPool
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.route import Route
@@ -64,6 +65,7 @@ class FakeListener:
         self.settings = self.SETTINGS
         self.stats = ListenerStats("fuzz", "outbound")
         self.pool: UpstreamPool = Pool(self.settings)
+        self.h2_pool = H2Pool(self.settings, self.pool.resolver)
         self.draining = False
         self.h2_prefaces = 0
         tracer = Tracer(TracerSettings(), service_name="fuzz", node_id="default.fuzz")

@@ -34,13 +34,14 @@ def NO_ACK() -> None:
 class _SendQueue:
     """What waits to be sent on one stream: data chunks with the ack to call once each is sent."""
 
-    __slots__ = ("chunks", "end", "size", "trailers")
+    __slots__ = ("chunks", "end", "reset_after", "size", "trailers")
 
     def __init__(self) -> None:
         self.chunks: deque[tuple[memoryview, Ack]] = deque()
         self.size = 0
         self.end = False  # end the stream once the chunks are out
         self.trailers: Headers | None = None
+        self.reset_after: int | None = None  # then reset it with this code
 
 
 def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
@@ -113,7 +114,8 @@ class H2Peer(asyncio.Protocol):
         self.flush()
 
     def send_headers(self, stream_id: int, headers: Headers, *, end_stream: bool = False) -> None:
-        self.h2.send_headers(stream_id, headers, end_stream=end_stream)
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # the stream or connection is gone
+            self.h2.send_headers(stream_id, headers, end_stream=end_stream)
 
     def send_data(self, stream_id: int, data: bytes, ack: Ack = NO_ACK) -> None:
         """Queue `data` on the stream; `ack` runs once all of it was handed to h2 (and the socket)."""
@@ -124,13 +126,17 @@ class H2Peer(asyncio.Protocol):
         queue.size += len(data)
         self._pump(stream_id, queue)
 
-    def end_stream(self, stream_id: int, trailers: Headers | None = None) -> None:
-        """End the stream after its queued data (with trailers, or an empty DATA with END_STREAM)."""
+    def end_stream(
+        self, stream_id: int, trailers: Headers | None = None, *, then_reset: int | None = None
+    ) -> None:
+        """End the stream after its queued data (with trailers, or an empty DATA with END_STREAM);
+        `then_reset`: reset it right after with that code (a response that ends a request early)."""
         queue = self._queues.get(stream_id)
         if queue is None:
             queue = self._queues[stream_id] = _SendQueue()
         queue.end = True
         queue.trailers = trailers
+        queue.reset_after = then_reset
         self._pump(stream_id, queue)
 
     def queued(self, stream_id: int) -> int:
@@ -143,22 +149,26 @@ class H2Peer(asyncio.Protocol):
         while chunks and not self.paused:
             try:
                 window = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
-            except h2.exceptions.StreamClosedError:
+            except h2.exceptions.ProtocolError:  # the stream is closed or reset
                 self.forget_stream(stream_id)
                 return
             if window <= 0:
                 self._blocked.add(stream_id)
                 return
             data, ack = chunks[0]
-            if len(data) <= window:
-                chunks.popleft()
-                conn.send_data(stream_id, data)
-                queue.size -= len(data)
-                ack()
-            else:
-                conn.send_data(stream_id, data[:window])
-                chunks[0] = (data[window:], ack)
-                queue.size -= window
+            try:
+                if len(data) <= window:
+                    conn.send_data(stream_id, data)
+                    chunks.popleft()
+                    queue.size -= len(data)
+                    ack()
+                else:
+                    conn.send_data(stream_id, data[:window])
+                    chunks[0] = (data[window:], ack)
+                    queue.size -= window
+            except h2.exceptions.ProtocolError:  # the connection was closed meanwhile
+                self.forget_stream(stream_id)
+                return
         if chunks:
             self._blocked.add(stream_id)
             return
@@ -170,6 +180,8 @@ class H2Peer(asyncio.Protocol):
                     conn.send_headers(stream_id, queue.trailers, end_stream=True)
                 else:
                     conn.end_stream(stream_id)
+                if queue.reset_after is not None:
+                    conn.reset_stream(stream_id, queue.reset_after)
 
     def pump_all(self) -> None:
         for stream_id in list(self._blocked):

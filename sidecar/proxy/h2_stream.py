@@ -146,6 +146,8 @@ class H2Stream(Exchange):
         if self.is_grpc and end:
             self.grpc_tags.update(grpc.status_tags(headers))  # a trailers-only response
         self.down.send_headers(self.sid, headers, end_stream=end)
+        if end and not self.req_done:
+            self.down.reset(self.sid, h2.errors.ErrorCodes.NO_ERROR)  # see response_finished
         self.down.touch()
         if end:
             self.response_finished()
@@ -164,12 +166,18 @@ class H2Stream(Exchange):
             return
         if trailers and self.is_grpc:
             self.grpc_tags.update(grpc.status_tags(trailers))
-        self.down.end_stream(self.sid, trailers or None)
+        stop_upload = None if self.req_done else h2.errors.ErrorCodes.NO_ERROR
+        self.down.end_stream(self.sid, trailers or None, then_reset=stop_upload)
         self.down.touch()
         self.response_finished()
 
     def response_finished(self) -> None:
+        """The whole response is queued. Before the whole request, the client is asked to stop sending
+        (RST_STREAM NO_ERROR once the response is out, RFC 9113 8.1) and the upstream stream ends."""
         self.response_done = True
+        if not self.req_done and not self.closed:
+            self.closed = True
+            self.cancel_upstream()
         self.record()
         self.down.stream_closed(self)
 
@@ -432,9 +440,11 @@ class H2ToH2Stream(H2Stream):
     # From the upstream stream -------------------------------------------------------------------
     def on_up_response(self, headers: Headers, *, end: bool) -> None:
         self.replay = None
-        self.send_response_head(headers, end=end)
         if end:
-            self.up = None
+            up, self.up = self.up, None
+            if up is not None and not self.req_done:
+                up.cancel(self.up_sid)
+        self.send_response_head(headers, end=end)
 
     def on_up_data(self, data: bytes, flow: int) -> None:
         up, up_sid = self.up, self.up_sid
@@ -442,7 +452,9 @@ class H2ToH2Stream(H2Stream):
         self.send_response_data(data, ack)
 
     def on_up_end(self, trailers: Headers | None) -> None:
-        self.up = None
+        up, self.up = self.up, None
+        if up is not None and not self.req_done:
+            up.cancel(self.up_sid)  # the upstream answered before the whole request: it wants no more
         self.send_response_end(trailers)
 
     def on_up_reset(self, code: int) -> None:

@@ -51,10 +51,11 @@ class H2Upstream(H2Peer):
         return sid
 
     def cancel(self, sid: int) -> None:
-        if self.streams.pop(sid, None) is not None:
-            self.reset(sid, h2.errors.ErrorCodes.CANCEL)
-            self.touch()
-            self._maybe_idle()
+        """We are done with the stream (whatever its state): reset it, so it stops counting as open."""
+        self.streams.pop(sid, None)
+        self.reset(sid, h2.errors.ErrorCodes.CANCEL)
+        self.touch()
+        self._maybe_idle()
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import h2.errors
 import h2.events
 import h2.exceptions
+from hyperframe.frame import GoAwayFrame
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_base import H2Peer
@@ -52,6 +53,7 @@ class H2Downstream(H2Peer):
         self._resets: list[float] = []
         self._control: list[float] = []
         self._adopted = False
+        self._last_stream_id = 1 << 31  # the GOAWAY's: streams above it are refused while draining
 
     def adopt(self, transport: asyncio.BaseTransport, data: bytes) -> None:
         """Take over a connection an HTTP/1.1 protocol accepted and found to start with the preface."""
@@ -138,8 +140,7 @@ class H2Downstream(H2Peer):
             if self.paused or self._count(self._control, self.settings.h2_max_control_frames):
                 self.protocol_error("control_flood", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
         elif isinstance(event, h2.events.ConnectionTerminated):
-            self.draining = True  # the client sends no more streams; open ones finish
-            self._maybe_close()
+            self.start_drain()  # the client opens no more streams; answer in kind, open ones finish
 
     def _count(self, times: list[float], limit: int) -> bool:
         now = self.host.loop.time()
@@ -155,6 +156,9 @@ class H2Downstream(H2Peer):
         headers: list[tuple[bytes, bytes]] = event.headers
         sid = event.stream_id
         assert sid is not None
+        if self.draining and sid > self._last_stream_id:
+            self.reset(sid, h2.errors.ErrorCodes.REFUSED_STREAM)  # after our GOAWAY: retry elsewhere
+            return
         settings = self.settings
         if len(headers) > settings.max_headers:
             self.protocol_error("too_many_headers", h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
@@ -222,10 +226,19 @@ class H2Downstream(H2Peer):
         self.goaway(code, close=True)
 
     def start_drain(self) -> None:
-        """Drain: GOAWAY (no new streams), let open ones finish, then close."""
+        """Drain: GOAWAY (no new streams), let open ones finish, then close.
+
+        h2's close_connection() would also close the state machine, cutting the open streams, so the
+        graceful GOAWAY frame is written beside it, after what h2 has queued."""
         if not self.draining:
             self.draining = True
-            self.goaway(h2.errors.ErrorCodes.NO_ERROR)
+            self._last_stream_id = self.h2.highest_inbound_stream_id
+            frame = GoAwayFrame(0)
+            frame.last_stream_id = self._last_stream_id
+            frame.error_code = h2.errors.ErrorCodes.NO_ERROR
+            self.flush()
+            if self.transport is not None and not self.closed:
+                self.transport.write(frame.serialize())
         self._maybe_close()
 
     def _maybe_close(self) -> None:

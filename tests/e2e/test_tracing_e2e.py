@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,22 @@ async def test_workers_share_listeners(tmp_path: Path, workers: int) -> None:
             assert (await topo.call()).status == 200
         assert len(topo.backend.seen) == 10
         await topo.trace(topo.web.seen[-1]["x-b3-traceid"], 3)
+
+
+async def test_curl_http2_prior_knowledge_through_an_http_inbound(tmp_path: Path) -> None:
+    """An h2c client on an `http` listener: its streams go to the HTTP/1.1 app, traced as HTTP/2."""
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed (.ci/run installs it)")
+    async with topology(tmp_path) as topo:
+        out = await asyncio.to_thread(
+            subprocess.run,
+            [curl, "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version} %{http_code}",
+             f"http://127.0.0.1:{topo.web_in}/h2"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        assert out.stdout.splitlines() == ["web<-backend", "2 200"], out
+        web_seen = topo.web.seen[-1]
+        spans = by_kind(await topo.trace(web_seen["x-b3-traceid"], 3))
+        assert spans["web", "SERVER"]["tags"]["http.protocol"] == "HTTP/2"
+        assert spans["web", "CLIENT"]["tags"]["http.protocol"] == "HTTP/1.1"  # the app's own call

@@ -1,0 +1,230 @@
+"""Scriptable HTTP/2 peers for the proxy tests, on python-hyper's h2 (the same library, other side)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+
+Headers = list[tuple[bytes, bytes]]
+GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+
+
+@dataclass
+class Response:
+    status: int = 0
+    headers: Headers = field(default_factory=list)
+    body: bytes = b""
+    trailers: Headers = field(default_factory=list)
+    reset: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class H2Client:
+    """A client connection; `auto_ack=False` never opens its windows (a client that does not read)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, auto_ack: bool = True
+    ) -> None:
+        self.reader, self.writer = reader, writer
+        self.conn = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None)
+        )
+        self.conn.initiate_connection()
+        self.auto_ack = auto_ack
+        self.responses: dict[int, Response] = {}
+        self.goaway: int | None = None
+        self.window_event = asyncio.Event()
+        self.closed = asyncio.Event()
+        self._task = asyncio.ensure_future(self._read())
+        self.flush()
+
+    @classmethod
+    async def open(cls, port: int, **kw: bool) -> H2Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        return cls(reader, writer, **kw)
+
+    def flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    def request(self, headers: Headers = GET, *, end: bool = True) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        self.responses[sid] = Response()
+        self.conn.send_headers(sid, headers, end_stream=end)
+        self.flush()
+        return sid
+
+    async def send_all(self, sid: int, data: bytes, *, end: bool = True, until_blocked: bool = False) -> int:
+        """Send `data` as the windows allow; with `until_blocked`, stop when they shut: bytes sent."""
+        sent = 0
+        while sent < len(data):
+            window = min(self.conn.local_flow_control_window(sid), self.conn.max_outbound_frame_size)
+            if window <= 0:
+                if until_blocked:
+                    return sent
+                self.window_event.clear()
+                await self.window_event.wait()
+                continue
+            piece = data[sent : sent + window]
+            self.conn.send_data(sid, piece)
+            sent += len(piece)
+            self.flush()
+            await asyncio.sleep(0)
+        if end:
+            self.conn.end_stream(sid)
+            self.flush()
+        return sent
+
+    async def _read(self) -> None:
+        buffer = b""
+        try:
+            while data := await self.reader.read(65536):
+                buffer += data
+                frames, buffer = self._without_goaway(buffer)
+                for event in self.conn.receive_data(frames):
+                    self._on(event)
+                self.flush()
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            self.closed.set()
+            for response in self.responses.values():
+                response.done.set()
+
+    def _without_goaway(self, data: bytes) -> tuple[bytes, bytes]:
+        """Complete frames minus GOAWAY (noted in `goaway`), and the rest. h2 closes its state machine
+        on a GOAWAY, which would refuse the responses of a graceful drain that follow it."""
+        out = b""
+        while len(data) >= 9:
+            length = int.from_bytes(data[:3], "big")
+            if len(data) < 9 + length:
+                break
+            frame, data = data[: 9 + length], data[9 + length :]
+            if frame[3] == 0x7:
+                self.goaway = int.from_bytes(frame[13:17], "big")
+            else:
+                out += frame
+        return out, data
+
+    def _on(self, event: h2.events.Event) -> None:
+        sid = getattr(event, "stream_id", None)
+        response = self.responses.get(sid) if sid else None
+        if isinstance(event, h2.events.ResponseReceived) and response is not None:
+            response.headers = list(event.headers)  # type: ignore[arg-type]
+            response.status = int(dict(response.headers)[b":status"])
+        elif isinstance(event, h2.events.DataReceived) and response is not None:
+            response.body += event.data
+            if self.auto_ack:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived) and response is not None:
+            response.trailers = list(event.headers)  # type: ignore[arg-type]
+        elif isinstance(event, h2.events.StreamEnded) and response is not None:
+            response.done.set()
+        elif isinstance(event, h2.events.StreamReset) and response is not None:
+            response.reset = event.error_code
+            response.done.set()
+        elif isinstance(event, h2.events.WindowUpdated):
+            self.window_event.set()
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event.error_code
+
+    async def response(self, sid: int, timeout: float = 10.0) -> Response:
+        response = self.responses[sid]
+        await asyncio.wait_for(response.done.wait(), timeout)
+        return response
+
+    async def close(self) -> None:
+        self.writer.close()
+        self._task.cancel()
+
+
+Handler = Callable[["H2Server", int, Headers], Awaitable[None]]
+
+
+class H2Server:
+    """An HTTP/2 origin: `handler(server, stream_id, headers)` per request on the current connection;
+    `on_connection(n)` runs when connection number n (from 1) is made (e.g. to send GOAWAY)."""
+
+    def __init__(self, handler: Handler, *, reads: bool = True) -> None:
+        self.handler = handler
+        self.reads = reads  # False: never acknowledges request data (a server that does not read)
+        self.connections = 0
+        self.requests: list[Headers] = []
+        self.bodies: dict[int, bytes] = {}
+        self.server: asyncio.Server | None = None
+        self.conn: h2.connection.H2Connection | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.goaway_first: bool = False
+        self._tasks: set[asyncio.Future[None]] = set()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def start(self) -> H2Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def flush(self) -> None:
+        assert self.conn is not None and self.writer is not None
+        data = self.conn.data_to_send()
+        if data:
+            self.writer.write(data)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        self.conn, self.writer = conn, writer
+        writer.write(conn.data_to_send())
+        try:
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived):
+                        headers: Headers = list(event.headers)  # type: ignore[arg-type]
+                        self.requests.append(headers)
+                        if self.goaway_first and number == 1:
+                            conn.close_connection(last_stream_id=0)
+                        else:
+                            task = asyncio.ensure_future(self.handler(self, event.stream_id, headers))
+                            self._tasks.add(task)
+                            task.add_done_callback(self._tasks.discard)
+                    elif isinstance(event, h2.events.DataReceived):
+                        self.bodies[event.stream_id] = self.bodies.get(event.stream_id, b"") + event.data
+                        if self.reads:
+                            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                writer.write(conn.data_to_send())
+        except (ConnectionError, h2.exceptions.ProtocolError):
+            pass
+        finally:
+            writer.close()
+
+    def respond(self, sid: int, headers: Headers, body: bytes = b"", trailers: Headers | None = None) -> None:
+        assert self.conn is not None
+        self.conn.send_headers(sid, headers, end_stream=not body and not trailers)
+        if body:
+            self.conn.send_data(sid, body, end_stream=not trailers)
+        if trailers:
+            self.conn.send_headers(sid, trailers, end_stream=True)
+        self.flush()
+
+
+async def ok(server: H2Server, sid: int, headers: Headers) -> None:
+    server.respond(sid, [(b":status", b"200"), (b"content-length", b"2")], b"ok")
+
+
+async def never(server: H2Server, sid: int, headers: Headers) -> None:
+    """Takes the request and never answers."""

@@ -1,0 +1,48 @@
+"""Property test of the HTTP/2 client path (fuzz/fuzz_http2.py runs it longer): no exception escapes,
+the output is well-formed framing, a close comes after a GOAWAY."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import HealthCheck, given, settings
+
+from fuzz.fuzz_http2 import h2_case
+from fuzz.harness_h2 import check_h2, feed_h2
+from fuzz.strategies_h2 import PREFACE, h2_streams
+
+_loop = asyncio.new_event_loop()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(h2_streams())
+def test_http2_path_never_crashes(chunks: list[bytes]) -> None:
+    h2_case(chunks)
+
+
+def test_harness_sees_a_request_through_and_a_bad_preface_refused() -> None:
+    from hpack import Decoder, Encoder
+    from hyperframe.frame import Frame, HeadersFrame, SettingsFrame
+
+    frame = HeadersFrame(1)
+    frame.data = Encoder().encode(
+        [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/x")]
+    )
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    out, closed = _loop.run_until_complete(
+        feed_h2(_loop, [PREFACE + SettingsFrame(0).serialize() + frame.serialize()])
+    )
+    check_h2(out, closed)
+    assert not closed
+    decoder, data, fields = Decoder(), memoryview(out), {}
+    while data:
+        parsed, length = Frame.parse_frame_header(data[:9])
+        parsed.parse_body(data[9 : 9 + length])
+        if isinstance(parsed, HeadersFrame) and parsed.stream_id == 1:
+            fields = dict(decoder.decode(parsed.data, raw=True))
+        data = data[9 + length :]
+    assert fields[b":status"] == b"200" and fields[b"x-seq"] == b"0"  # the h11 origin answered
+    out, closed = _loop.run_until_complete(feed_h2(_loop, [b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"]))
+    check_h2(out, closed)
+    assert closed
