@@ -136,19 +136,14 @@ class Harness:
         wait_http(f"http://127.0.0.1:{port}/")
         return Peer("direct", port, [proc.pid, *children_of(proc.pid)], [proc])
 
-    def start_collector(self) -> None:
-        self.spawn(
-            [
-                PY,
-                "-m",
-                "sidecar.collector",
-                "--listen",
-                f"127.0.0.1:{self.collector_port}",
-                "--max-spans",
-                "200000",
-            ],
-            "collector",
-        )
+    def start_collector(self, kind: str = "full") -> None:
+        """`full`: the project's collector (stores and indexes spans); `sink`: bench/sink.py (counts)."""
+        if kind == "sink":
+            cmd = [PY, str(ROOT / "bench" / "sink.py"), str(self.collector_port)]
+        else:
+            cmd = [PY, "-m", "sidecar.collector", "--listen", f"127.0.0.1:{self.collector_port}"]
+            cmd += ["--max-spans", "200000"]
+        self.spawn(cmd, "collector")
         wait_http(f"http://127.0.0.1:{self.collector_port}/stats")
 
     def spans_accepted(self) -> int:

@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from sidecar.config.snapshot import OutboundListener
+from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.host import UpstreamPool
 from sidecar.proxy.http1 import DownstreamConnection
@@ -67,6 +68,8 @@ class FakeListener:
         self.pool: UpstreamPool = Pool(self.settings)
         self.h2_pool = H2Pool(self.settings, self.pool.resolver)
         self.draining = False
+        self.sweep_interval = 1.0
+        self.deadlines: set[Exchange] = set()
         self.h2_prefaces = 0
         tracer = Tracer(TracerSettings(), service_name="fuzz", node_id="default.fuzz")
         self.route = Route.outbound(

@@ -34,6 +34,7 @@ class Exchange:
 
     __slots__ = (
         "_timer",
+        "deadline",
         "decision",
         "endpoint",
         "finished",
@@ -78,6 +79,7 @@ class Exchange:
         self.flags = errors.NO_FLAGS
         self.finished = False
         self._timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0  # when on_timeout fires (0: no timeout running)
 
     # To be provided by the protocol -------------------------------------------------------------
     def attach(self, upstream: UpstreamConnection) -> None:
@@ -134,15 +136,26 @@ class Exchange:
         pass
 
     def start_timer(self, seconds: float) -> None:
-        self._timer = self.host.loop.call_later(seconds, self._fire_timer)
+        """`on_timeout` in `seconds`. Most timeouts are checked by the listener's periodic sweep (a set
+        insertion per request instead of a loop timer); one shorter than the sweep gets its own timer."""
+        host = self.host
+        if seconds < host.sweep_interval:
+            self._timer = host.loop.call_later(seconds, self.fire_timer)
+        else:
+            self.deadline = host.loop.time() + seconds
+            host.deadlines.add(self)
 
-    def _fire_timer(self) -> None:
+    def fire_timer(self) -> None:
         self._timer = None
+        self.deadline = 0.0
         if not self.finished:
             self.on_timeout()
 
     def cancel_timer(self) -> None:
-        if self._timer is not None:
+        if self.deadline:
+            self.deadline = 0.0
+            self.host.deadlines.discard(self)
+        elif self._timer is not None:
             self._timer.cancel()
             self._timer = None
 

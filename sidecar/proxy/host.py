@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from sidecar.proxy.endpoint import Endpoint, Resolver
+    from sidecar.proxy.exchange import Exchange
     from sidecar.proxy.h2_upstream import H2Pool
     from sidecar.proxy.route import Route
     from sidecar.proxy.settings import ProxySettings
@@ -39,6 +40,8 @@ class ConnectionHost(Protocol):
     settings: ProxySettings
     stats: ListenerStats
     draining: bool
+    sweep_interval: float  # seconds between sweeps: timeouts longer than this are checked by them
+    deadlines: set[Exchange]  # exchanges with a timeout running, checked at each sweep
 
     @property
     def pool(self) -> UpstreamPool: ...

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from sidecar.proxy.host import ConnectionHost
 
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_PROTOCOL = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 def new_request_parser(protocol: object) -> httptools.HttpRequestParser:
@@ -272,16 +273,15 @@ class DownstreamConnection(asyncio.Protocol):
         head = RequestHead(self._headers, version)
         route = self.host.route
         upgrade = parser.should_upgrade()
-        user_agent = head.user_agent
         decision = route.tracer.start(
             route.kind,
             head.trace_in,
-            method=method.decode("latin-1"),
-            authority=head.authority.decode("latin-1"),
-            path=self._url.decode("latin-1"),
+            method=method,
+            authority=head.authority,
+            path=self._url,
             scheme="http",
-            protocol=f"HTTP/{version}",
-            user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
+            protocol=_PROTOCOL[version],
+            user_agent=head.user_agent,
             peer_address=self.peer,
             upstream_cluster=route.cluster,
             remote_service=route.remote_service,

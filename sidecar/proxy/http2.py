@@ -175,16 +175,15 @@ class H2Downstream(H2Peer):
             self.send_headers(sid, [(b":status", b"405"), (b"content-length", b"0")], end_stream=True)
             self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)
             return
-        user_agent = head.user_agent
         decision = route.tracer.start(
             route.kind,
             head.trace_in,
-            method=head.method.decode("latin-1"),
-            authority=head.authority.decode("latin-1"),
-            path=head.path.decode("latin-1"),
+            method=head.method,
+            authority=head.authority,
+            path=head.path,
             scheme=(head.scheme or b"http").decode("latin-1"),
             protocol="HTTP/2",
-            user_agent=user_agent.decode("latin-1") if user_agent is not None else None,
+            user_agent=head.user_agent,
             peer_address=self.peer,
             upstream_cluster=route.cluster,
             remote_service=route.remote_service,

@@ -7,6 +7,7 @@ import contextlib
 import socket
 
 from sidecar.config.snapshot import H2_PROTOCOLS, TRACED_PROTOCOLS
+from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.http2 import H2Downstream
@@ -36,6 +37,9 @@ class Listener:
         self.draining = False
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Protocol] = set()
+        self.deadlines: set[Exchange] = set()
+        timeouts = (settings.header_timeout, settings.idle_timeout, settings.upstream_timeout)
+        self.sweep_interval = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -84,11 +88,16 @@ class Listener:
         h2conn.adopt(transport, data)
 
     async def _sweep(self) -> None:
-        """Idle and slow-head timeouts, checked in one pass instead of a timer per request."""
-        interval = max(0.05, min(1.0, self.settings.header_timeout / 4, self.settings.idle_timeout / 4))
+        """Timeouts checked in one pass instead of a timer per request: upstream responses, idle and
+        slow-head connections, idle streams."""
         while True:
-            await asyncio.sleep(interval)
-            self.sweep_once(self.loop.time())
+            await asyncio.sleep(self.sweep_interval)
+            now = self.loop.time()
+            expired = [e for e in self.deadlines if e.deadline <= now]
+            for exchange in expired:
+                self.deadlines.discard(exchange)
+                exchange.fire_timer()
+            self.sweep_once(now)
 
     def sweep_once(self, now: float) -> None:
         pass

@@ -24,13 +24,14 @@ DURATION_BUCKETS = (
 )
 
 
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
 @dataclass(slots=True)
 class ListenerStats:
     name: str  # e.g. "inbound:127.0.0.1:10001"
     direction: str  # "inbound" | "outbound" | "tcp"
-    requests: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("1xx", "2xx", "3xx", "4xx", "5xx"), 0)
-    )
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUS_CLASSES, 0))
     local_replies: dict[str, int] = field(default_factory=dict)  # by response flag
     connections_total: int = 0
     connections_active: int = 0
@@ -56,7 +57,7 @@ class ListenerStats:
 
     def record(self, status: int, seconds: float, request_bytes: int, response_bytes: int, flag: str) -> None:
         if 100 <= status < 600:
-            self.requests[f"{status // 100}xx"] += 1
+            self.requests[STATUS_CLASSES[status // 100 - 1]] += 1
         if flag != "-":
             self.local_reply(flag)
         self.bytes_received += request_bytes

@@ -55,6 +55,10 @@ class Decision:
     debug: bool = False
 
 
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
+
+
 def _wall_anchor_ns() -> int:
     return time.time_ns() - time.monotonic_ns()
 
@@ -88,12 +92,12 @@ class Tracer:
         kind: SpanKind,
         incoming: Mapping[bytes, bytes],  # lowercase trace-header name -> first value, as received
         *,
-        method: str,
-        authority: str,  # Host header value ("" when missing); the span name
-        path: str,  # request target as received
+        method: str | bytes,  # bytes as read are decoded (latin-1) only when a span is made
+        authority: str | bytes,  # Host header value ("" when missing); the span name
+        path: str | bytes,  # request target as received
         scheme: str,  # "http"
         protocol: str,  # "HTTP/1.1"
-        user_agent: str | None,
+        user_agent: str | bytes | None,
         peer_address: str,  # the downstream peer "ip:port" (tag peer.address; SERVER remoteEndpoint)
         upstream_cluster: str,  # Envoy-like cluster name: "localhost:8080" (inbound) or "backend" (outbound)
         remote_service: str | None = None,  # CLIENT: destination service, remoteEndpoint.serviceName
@@ -103,10 +107,10 @@ class Tracer:
             request_id = raw_id.decode("ascii")
         else:
             request_id = new_request_id(self._rng)
+            raw_id = request_id.encode()
         settings = self.settings
         if settings is None:
-            headers = [(REQUEST_ID, request_id.encode())]
-            return Decision(request_id, "", "", False, headers, _ONLY_REQUEST_ID, None)
+            return Decision(request_id, "", "", False, [(REQUEST_ID, raw_id)], _ONLY_REQUEST_ID, None)
 
         ctx = b3.extract(incoming)
         debug = ctx is not None and ctx.debug
@@ -129,13 +133,14 @@ class Tracer:
             span_id, parent_id = hex64(root), None
             trace_id = hex64(new_id64(self._rng)) + span_id if settings.trace_id_128bit else span_id
 
-        headers = [(REQUEST_ID, request_id.encode())]
+        headers = [(REQUEST_ID, raw_id)]
         headers += b3.format_multi(trace_id, span_id, parent_id, sampled, debug)
         if settings.single_header:
             headers.append((b3.B3_SINGLE, b3.format_single(trace_id, span_id, parent_id, sampled, debug)))
 
         span = None
         if sampled:
+            authority, path = _text(authority), _text(path)
             start_ns = self._mono()
             span = Span(
                 trace_id=trace_id,
@@ -154,10 +159,10 @@ class Tracer:
                     "node_id": self.node_id,
                     "guid:x-request-id": request_id,
                     "http.url": http_url(scheme, authority, path),
-                    "http.method": method,
+                    "http.method": _text(method),
                     "http.protocol": protocol,
                     "downstream_cluster": "-",
-                    "user_agent": user_agent or "-",
+                    "user_agent": _text(user_agent) if user_agent else "-",
                     "peer.address": peer_address,
                     "component": "proxy",
                     "upstream_cluster": upstream_cluster,

@@ -5,11 +5,12 @@ from __future__ import annotations
 import random
 
 MAX_LENGTH = 128
+_VISIBLE = bytes(range(0x21, 0x7F))
 
 
 def is_valid_request_id(value: bytes) -> bool:
     """Sane: 1..128 bytes of visible ASCII (no spaces, no controls) so it is safe in logs and tags."""
-    return 0 < len(value) <= MAX_LENGTH and all(0x21 <= b <= 0x7E for b in value)
+    return 0 < len(value) <= MAX_LENGTH and not value.translate(None, _VISIBLE)
 
 
 def new_request_id(rng: random.Random) -> str:
