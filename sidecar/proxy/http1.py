@@ -184,7 +184,16 @@ class DownstreamConnection(asyncio.Protocol):
         self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)
         reply = errors.bad_request(status, detail)
         current = self.current
-        if current is not None and not current.req_done and not current.finished:
+        if current is not None and not current.req_done and not current.finished and self.queue:
+            if self.queue[0] is not current:
+                # Its head parsed but it never started: earlier requests are owed their answers
+                # first, then this one gets the refusal and the connection closes.
+                self.queue.remove(current)
+                current.flags = errors.DOWNSTREAM_PROTOCOL_ERROR
+                current.status = status
+                current.record()
+                self._refusal = reply
+                return
             # A body went bad after its head was forwarded: cut the upstream request, which must not
             # pass for a complete one, and answer if the client is still owed this response.
             current.flags = errors.DOWNSTREAM_PROTOCOL_ERROR

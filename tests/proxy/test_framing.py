@@ -49,6 +49,9 @@ CASES = [
      b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3 ;ext=1\r\nabc\r\n0 \r\n\r\n",
      [(b"POST", b"/a", b"abc")], [200]),
     ("HTTP/0.9 line with headers", b"GET /a\r\nHost: a\r\n\r\n", [], [400]),
+    ("pipelined head refused after it parsed, an earlier request owed",
+     b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.0\r\nTransfer-Encoding: i\r\n\r\n",
+     [(b"GET", b"/a", b"")], [200, 400]),
 ]  # fmt: skip
 
 
