@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT))
 
-from bench.load import LoadResult, run_load  # noqa: E402
+from bench.load import PERCENTILES, LoadResult, RateResult, run_load, run_rate  # noqa: E402
 from tests.util import free_port  # noqa: E402
 
 GOALS = {
@@ -243,6 +243,40 @@ def measure(h: Harness, peer: Peer, connections: int, duration: float) -> dict[s
     }
 
 
+def measure_rate(h: Harness, peer: Peer, rate: int, connections: int, duration: float) -> dict[str, Any]:
+    cpu_before = proc_cpu(peer.pids)
+    result: RateResult = run_rate(f"http://127.0.0.1:{peer.port}/", rate, connections, duration)
+    cpu = proc_cpu(peer.pids) - cpu_before
+    return {
+        **result.percentiles,
+        "achieved": result.rate,
+        "errors": result.errors,
+        "requests": result.requests,
+        # vCPU per 1000 req/s: CPU seconds per second of run, per thousand requests per second.
+        "vcpu_per_1k": (cpu / duration) / (result.rate / 1000) if result.rate else 0.0,
+        "tool": result.tool,
+    }
+
+
+def rate_table(rate: int, r: dict[str, dict[str, Any]], args: argparse.Namespace) -> str:
+    """Latency added by each proxy over `direct` at the same fixed rate (Envoy's and Istio's way)."""
+    tool = next(iter(r.values()))["tool"]
+    head = " ".join(f"{'+' + p + ' ms':>10}" for p in PERCENTILES)
+    lines = [
+        f"\n{rate} req/s fixed rate, {args.rate_connections} connections, {args.rounds} rounds x "
+        f"{args.duration:.0f}s (medians), load: {tool}",
+        f"{'peer':<12} {'achieved':>9} {head} {'vCPU/1k rps':>12} {'errors':>7}",
+    ]
+    base = r.get("direct")
+    for name, m in r.items():
+        if name == "direct":
+            added = " ".join(f"{m[p]:>10.3f}" for p in PERCENTILES) + "  (absolute)"
+        else:
+            added = " ".join(f"{m[p] - base[p]:>+10.3f}" if base else f"{m[p]:>10.3f}" for p in PERCENTILES)
+        lines.append(f"{name:<12} {m['achieved']:>9.0f} {added} {m['vcpu_per_1k']:>12.4f} {m['errors']:>7}")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,6 +288,18 @@ def main() -> int:
     parser.add_argument(
         "--python-only", action="store_true", help="ignore nginx and wrk: Python upstream and load"
     )
+    parser.add_argument(
+        "--rates",
+        default="",
+        help="fixed-rate mode instead of saturation: comma-separated req/s, e.g. 1000,10000",
+    )
+    parser.add_argument("--rate-connections", type=int, default=10)
+    parser.add_argument(
+        "--collector",
+        choices=("sink", "full"),
+        default="sink",
+        help="sink: bench/sink.py counts spans (default); full: the project's collector",
+    )
     args = parser.parse_args()
     if args.python_only:
         os.environ["SIDECAR_BENCH_PYTHON_ONLY"] = "1"
@@ -262,7 +308,7 @@ def main() -> int:
     h = Harness(workdir)
     results: dict[int, dict[str, dict[str, Any]]] = {}
     try:
-        h.start_collector()
+        h.start_collector(args.collector)
         upstream = h.start_upstream()
         peers = {"direct": upstream}
         if "nginx" in wanted:
@@ -282,7 +328,18 @@ def main() -> int:
         if "sidecar-100" in wanted:
             peers["sidecar-100"] = h.start_sidecar("sidecar-100", upstream.port, 100.0)
         order = [p for p in wanted if p in peers]
-        for level in [int(x) for x in args.levels.split(",")]:
+        for rate in [int(x) for x in args.rates.split(",") if x]:
+            rate_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in order}
+            for r in range(args.rounds):
+                rotated = order[r % len(order) :] + order[: r % len(order)]
+                for name in rotated:
+                    rate_runs[name].append(
+                        measure_rate(h, peers[name], rate, args.rate_connections, args.duration)
+                    )
+            results[-rate] = {name: median_of(rs) for name, rs in rate_runs.items()}
+            print(rate_table(rate, results[-rate], args))
+        levels = [] if args.rates else [int(x) for x in args.levels.split(",")]
+        for level in levels:
             runs: dict[str, list[dict[str, Any]]] = {p: [] for p in order}
             for r in range(args.rounds):
                 rotated = order[r % len(order) :] + order[: r % len(order)]
