@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar.cli import main
+from sidecar import __version__
+from sidecar.cli import RUN_OPTIONS, _parser, env_name, flag, main, run_values, unknown_variables
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 
@@ -77,3 +79,47 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stdout.splitlines()[0].startswith(f"{junk}")
+
+
+def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"sidecar {__version__}\n"
+
+
+def test_bare_sidecar_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sidecar") and all(c in out for c in ("validate", "inspect", "run", "demo"))
+
+
+def test_run_help_documents_the_variables(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--log-level LEVEL" in out and "SIDECAR_<OPTION>" in out and "$SIDECAR_LOG_LEVEL" in out
+
+
+def run_args(*argv: str) -> argparse.Namespace:
+    return _parser().parse_args(["run", "--config", "c", *argv])
+
+
+def test_a_flag_wins_over_its_variable_and_variables_follow_one_rule() -> None:
+    env = {"SIDECAR_REPORT_TIMEOUT": "2.5", "SIDECAR_UPSTREAM_TIMEOUT": "3", "SIDECAR_DATAPLANE": "web-01"}
+    values, source = run_values(run_args("--upstream-timeout", "7"), env)
+    assert (values["report_timeout"], source["report_timeout"]) == (2.5, "SIDECAR_REPORT_TIMEOUT")
+    assert (values["upstream_timeout"], source["upstream_timeout"]) == (7.0, "--upstream-timeout")
+    assert (values["dataplane"], values["log_level"], source["log_level"]) == ("web-01", "info", "default")
+    for dest in RUN_OPTIONS:  # every option's variable is SIDECAR_ + its flag's name
+        assert env_name(dest) == "SIDECAR_" + flag(dest)[2:].replace("-", "_").upper()
+
+
+def test_a_dataplane_file_flag_beats_the_dataplane_variable() -> None:
+    values, _ = run_values(run_args("--dataplane-file", "own.yaml"), {"SIDECAR_DATAPLANE": "web-01"})
+    assert (values["dataplane"], values["dataplane_file"]) == (None, "own.yaml")
+
+
+def test_unknown_variables_get_a_hint() -> None:
+    assert unknown_variables({"SIDECAR_DATAPLANE": "x", "SIDECAR_LOGLEVEL": "debug", "HOME": "/"}) == [
+        "unknown environment variable SIDECAR_LOGLEVEL (ignored); did you mean SIDECAR_LOG_LEVEL?"
+    ]
