@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
+import importlib.util
+import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -20,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -35,8 +39,54 @@ EMBEDDED_CONFIG = Path(__file__).resolve().parent / "config"
 INSTRUMENT = {"frontend": "otel", "backend": "py_zipkin"}  # others: plain
 
 
+# The packages of the `demo` extra the apps import (OpenTelemetry for one, py_zipkin for another).
+DEMO_MODULES = (
+    "opentelemetry.sdk",
+    "opentelemetry.propagators.b3",
+    "opentelemetry.exporter.zipkin.json",
+    "opentelemetry.instrumentation.aiohttp_client",
+    "opentelemetry.instrumentation.aiohttp_server",
+    "py_zipkin",
+)
+DISTRIBUTION = "kuma-trace-sidecar"
+
+
 class DemoError(Exception):
     pass
+
+
+def install_command() -> str:
+    """The exact command that adds the demo extra to the interpreter running now, from where the
+    package was installed (PEP 610 direct_url.json: a source directory, editable or not)."""
+    pip = f"{shlex.quote(sys.executable)} -m pip install"
+    direct: dict[str, Any] = {}
+    for dist in importlib.metadata.distributions(name=DISTRIBUTION):  # a source tree's egg-info has none
+        with contextlib.suppress(ValueError):
+            direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        if direct:
+            break
+    url = str(direct.get("url", ""))
+    if url.startswith("file://") and "dir_info" in direct:
+        source = shlex.quote(unquote(urlsplit(url).path) + "[demo]")
+        editable = "-e " if direct["dir_info"].get("editable") else ""
+        return f"{pip} {editable}{source}"
+    return f"{pip} '{DISTRIBUTION}[demo]'"
+
+
+def missing_extras() -> str | None:
+    """One line naming the missing packages and the install command, or None when all are there."""
+    missing = []
+    for name in DEMO_MODULES:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a parent package is missing
+            found = False
+        if not found:
+            missing.append(name.split(".")[0])
+    if not missing:
+        return None
+    names = ", ".join(dict.fromkeys(missing))
+    return f"the demo's apps need {names} (the `demo` extra), not installed here; run: {install_command()}"
 
 
 @dataclass
@@ -271,26 +321,52 @@ def _backend_note(where: dict[int, str]) -> Callable[[dict[str, Any]], str]:
     return lambda span: f"  -> {where[id(span)]}" if id(span) in where else ""
 
 
+def _is_proxy(span: dict[str, Any]) -> bool:
+    return bool(span.get("tags", {}).get("component") == "proxy")
+
+
 def _report(demo: Demo, responses: list[str]) -> tuple[str, int]:
-    out = ["", "Requests:"] + ["  " + line for line in responses] + [""]
-    traces = demo.traces()
-    best = 0
-    # Traces without a sidecar span (an app's health checks) are not the demo's subject.
-    traces = [(s, w) for s, w in traces if any(x.get("tags", {}).get("component") == "proxy" for x in s)]
-    for spans, where in traces:
+    """Requests, trace trees, then two lines whose counts add up: what is shown, and what the
+    collectors received (including traces that are not shown, and why)."""
+    out = ["Requests:"] + ["  " + line for line in responses] + [""]
+    shown: list[tuple[list[dict[str, Any]], dict[int, str]]] = []
+    hidden: list[list[dict[str, Any]]] = []
+    for spans, where in demo.traces():
+        # Traces without a sidecar span are the apps' own health checks, not the demo's subject.
+        if any(_is_proxy(s) for s in spans):
+            shown.append((spans, where))
+        else:
+            hidden.append(spans)
+    best: list[str] = []
+    for spans, where in shown:
         default = demo.collectors[0].name if demo.collectors else ""
         note = {k: v for k, v in where.items() if v != default}
         out.append(render_trace(spans, note=_backend_note(note)))
         out.append("")
-        proxied = {
-            s["localEndpoint"]["serviceName"] for s in spans if s.get("tags", {}).get("component") == "proxy"
-        }
-        best = max(best, len(proxied))
-    per_backend = ", ".join(
-        f"{c.name} ({c.host}:{c.port}): {c.store.accepted} spans" for c in demo.collectors
+        by_start = sorted((s for s in spans if _is_proxy(s)), key=lambda s: s.get("timestamp", 0))
+        sidecars = list(dict.fromkeys(s["localEndpoint"]["serviceName"] for s in by_start))  # in call order
+        if len(sidecars) > len(best):
+            best = sidecars
+    shown_spans = sum(len(spans) for spans, _ in shown)
+    out.append(
+        f"{_count(len(shown), 'trace')} shown ({_count(len(responses), 'request')} sent), "
+        f"{_count(shown_spans, 'span')}, up to {_count(len(best), 'sidecar')} per trace ({', '.join(best)})"
     )
-    out.append(f"{len(traces)} traces; {per_backend}; up to {best} services per trace")
-    return "\n".join(out), best
+    received = sum(c.store.accepted for c in demo.collectors)
+    per_backend = ", ".join(f"{c.name} ({c.host}:{c.port}) {c.store.accepted}" for c in demo.collectors)
+    line = f"collectors received {_count(received, 'span')}: {per_backend}"
+    if hidden:
+        hidden_spans = sum(len(spans) for spans in hidden)
+        line += (
+            f"; not shown: {_count(len(hidden), 'trace')} without a sidecar span "
+            f"({_count(hidden_spans, 'span')}, the apps' health checks)"
+        )
+    out.append(line)
+    return "\n".join(out), len(best)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 async def run_demo_async(config: Path, requests: int, admin_base: int, keep_running: bool) -> int:
@@ -300,8 +376,8 @@ async def run_demo_async(config: Path, requests: int, admin_base: int, keep_runn
         demo = Demo(config, requests, admin_base, Path(tmp))
         n = len(demo.snapshots)
         print(
-            f"Starting {n} services, {n} sidecars, {len(demo.collectors) or len(demo.backend_addresses())} "
-            f"collectors from {config} ...\n",
+            f"Starting {n} services, {n} sidecars and {len(demo.backend_addresses())} collectors "
+            f"from {config} ...\n",
             flush=True,
         )
         try:
