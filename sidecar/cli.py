@@ -22,7 +22,7 @@ import yaml
 
 from sidecar import __version__
 from sidecar.admin.levels import CHOICES, parse_level
-from sidecar.config import load_config, resolve
+from sidecar.config import load_config, resolve_dataplane
 from sidecar.config.address import split_host_port
 
 ENV_PREFIX = "SIDECAR_"
@@ -215,11 +215,14 @@ def _validate(paths: list[str]) -> int:
 
 
 def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
-    snapshot, problems = resolve(paths, dataplane=dataplane)
+    resolution = resolve_dataplane(paths, dataplane=dataplane)
+    snapshot = resolution.snapshot
     if snapshot is None:
-        for problem in problems:
+        for problem in resolution.problems:
             print(problem, file=sys.stderr)
         return 1
+    for warning in resolution.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     doc = snapshot.to_json()
     if fmt == "yaml":
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))

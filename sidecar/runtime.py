@@ -26,7 +26,7 @@ from sidecar import __version__
 from sidecar.admin.levels import level_name, set_level
 from sidecar.admin.server import AdminBindError, bind_admin, bound_address, start_admin
 from sidecar.admin.view import DRAINING, LIVE, PRE_INITIALIZING, ListenerInfo, ServerInfo, StatsSnapshot
-from sidecar.config import resolve
+from sidecar.config import resolve_dataplane
 from sidecar.config.address import join_host_port
 from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import HttpListener, Listener, ProxySettings, Route, TcpListener, start_listener
@@ -215,15 +215,19 @@ class Runtime:
         log.warning("log level set to %s via the admin", level_name(level))
 
     # Life cycle ---------------------------------------------------------------------------------
-    def resolve(self) -> Snapshot:
-        snapshot, problems = resolve(self.options.config, self.options.dataplane, self.options.dataplane_file)
-        if snapshot is None:
-            raise StartupError(problems)
-        return snapshot
+    def resolve(self, initial: bool = False) -> Snapshot:
+        options = self.options
+        resolution = resolve_dataplane(options.config, options.dataplane, options.dataplane_file)
+        if resolution.snapshot is None:
+            raise StartupError(resolution.problems)
+        if not (initial and options.reuse_port):  # workers: the parent warned once at start
+            for warning in resolution.warnings:
+                log.warning("%s", warning)
+        return resolution.snapshot
 
     async def start(self) -> None:
         """Resolve, open the admin (PRE_INITIALIZING), bind every listener, then LIVE."""
-        snapshot = self.resolve()
+        snapshot = self.resolve(initial=True)
         if self.options.access_log:
             try:
                 self.access_log = AccessLog(self.options.access_log)

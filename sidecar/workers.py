@@ -33,7 +33,7 @@ from sidecar.admin.view import (
     StatsSnapshot,
     sum_into,
 )
-from sidecar.config import resolve
+from sidecar.config import resolve_dataplane
 from sidecar.config.address import join_host_port
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
@@ -283,12 +283,14 @@ async def _supervise(
 
 def run_workers(options: RunOptions, workers: int) -> int:
     # Resolve once up front so a bad config is reported once, not once per worker.
-    snapshot, problems = resolve(options.config, options.dataplane, options.dataplane_file)
-    if snapshot is None:
-        for problem in problems:
+    resolution = resolve_dataplane(options.config, options.dataplane, options.dataplane_file)
+    if resolution.snapshot is None:
+        for problem in resolution.problems:
             print(problem, file=sys.stderr)
         return 1
     setup_logging(options.log_level)
+    for warning in resolution.warnings:
+        log.warning("%s", warning)
     try:  # bound before forking: a busy admin port fails once, before any worker starts
         admin_sock = bind_admin(options.admin_host, options.admin_port)
     except AdminBindError as exc:

@@ -31,9 +31,37 @@ def test_validate_problems_one_line_each_exit_1(tmp_path: Path, capsys: pytest.C
     assert main(["validate", "--config", str(bad)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        f"{bad}: Mesh/default: tracing.backends[0].sampling: has to be in [0.0 - 100.0] range",
-        f"{bad}: Mesh/default: tracing.backends[0].conf.url: port has to be explicitly specified",
+        f"{bad}:6: Mesh/default: tracing.backends[0].sampling: has to be in [0.0 - 100.0] range, got 101",
+        f'{bad}:8: Mesh/default: tracing.backends[0].conf.url: port has to be explicitly specified: "http://x/"',
     ]
+    # DESIGN.md's `FILE: KIND/NAME: FIELD.PATH: message` still splits the same way, FILE carrying :LINE.
+    for line in lines:
+        file, resource, path, _ = line.split(": ", 3)
+        assert (
+            file.rsplit(":", 1)[0] == str(bad) and resource == "Mesh/default" and path.startswith("tracing.")
+        )
+
+
+def test_validate_lists_an_unrelated_broken_dataplane_that_inspect_skips(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    for f in CONFIG.glob("*.yaml"):
+        (config / f.name).write_text(f.read_text())
+    (config / "zz-broken.yaml").write_text(
+        "type: Dataplane\nname: broken-01\nmesh: default\nnetworking:\n  address: 127.0.0.1\n"
+        "  inbound:\n  - port: 0\n    tags:\n      kuma.io/service: broken\n"
+    )
+    assert main(["validate", "--config", str(config)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{config / 'zz-broken.yaml'}:7: Dataplane/broken-01: networking.inbound[0].port: "
+        "port must be in the range [1, 65535], got 0"
+    ]
+    assert main(["inspect", "--config", str(config), "--dataplane", "frontend-01"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["dataplane"] == "frontend-01"
+    assert err.startswith("warning: skipping Dataplane/broken-01, it is invalid and not this dataplane's: ")
 
 
 def test_inspect_json_contract(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ the admin's reads and mutations over a live runtime; start-up failures as one li
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import socket
@@ -259,3 +260,36 @@ async def test_shutdown_says_what_it_drained_and_flushed(tmp_path: Path) -> None
     assert (summary.listeners, summary.connections, summary.backend) == (2, 1, "")
     assert summary_line(summary, 0.5).startswith("stopped: drained 2 listeners (1 open connections ")
     assert summary_line(summary, 0.5).endswith("; no tracing backend")
+
+
+async def test_starts_and_reloads_past_an_unrelated_broken_dataplane(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken = {
+        "type": "Dataplane",
+        "name": "other-01",
+        "mesh": "default",
+        "networking": {
+            "address": "127.0.0.1",
+            "inbound": [{"port": 0, "tags": {"kuma.io/service": "other"}}],
+        },
+    }
+    async with Running(tmp_path) as r:
+        (tmp_path / "other.yaml").write_text(yaml.safe_dump(broken))
+        r.runtime.options = dataclasses.replace(
+            r.options, config=[str(r.config), str(tmp_path / "other.yaml")]
+        )
+        with caplog.at_level(logging.WARNING, logger="sidecar"):
+            assert await r.runtime.reload()
+        [record] = [rec for rec in caplog.records if rec.levelname == "WARNING"]
+        assert record.message.startswith(
+            "skipping Dataplane/other-01, it is invalid and not this dataplane's: "
+        )
+        caplog.clear()
+    fresh = Runtime(r.runtime.options)  # and a fresh start with the same files
+    try:
+        with caplog.at_level(logging.WARNING, logger="sidecar"):
+            await fresh.start()
+        assert [rec.message.split(",")[0] for rec in caplog.records] == ["skipping Dataplane/other-01"]
+    finally:
+        await fresh.shutdown()
