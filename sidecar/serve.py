@@ -105,7 +105,8 @@ async def serve(
     if ready_message:
         log.info("%s", _ready_line(runtime))
     await stop.wait()
-    log.info("draining (grace %gs; Ctrl-C again to exit at once)", options.drain_grace)
+    if ready_message:  # a worker: its parent says it once
+        log.info("draining (grace %gs; Ctrl-C again to exit at once)", options.drain_grace)
     summary = await runtime.shutdown()
     if on_tick is not None:
         on_tick(runtime)  # the last report carries the summary

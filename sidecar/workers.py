@@ -83,6 +83,20 @@ def _child(options: RunOptions, conn: Connection, admin: socket.socket) -> None:
     os._exit(code)
 
 
+def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
+    """The one-process ready line (serve.py), for N workers."""
+    snap = view.config_dump()
+    listeners = ", ".join(
+        f"{i.direction} {join_host_port(i.host, i.port)}" for i in view.stats().listeners if i.current
+    )
+    backend = snap.get("backend")
+    trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
+    return (
+        f"sidecar {__version__} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
+        f"admin {join_host_port(*admin)} ({view.count} workers)"
+    )
+
+
 def _listener_info(raw: dict[str, Any]) -> ListenerInfo:
     fields = dict(raw, stats=ListenerStats(**raw["stats"]), endpoints=tuple(raw["endpoints"]))
     return ListenerInfo(**fields)
@@ -206,6 +220,7 @@ async def _supervise(
     loop = asyncio.get_running_loop()
     view = WorkersView(options, [conn for _, conn in children])
     failed: list[str] = []
+    announced: list[bool] = []  # the ready line is said once, when every worker is live
     stop = asyncio.Event()
 
     def readable(i: int, conn: Connection) -> None:
@@ -223,6 +238,9 @@ async def _supervise(
             failed.extend(message.get("problems", []))
             stop.set()
         view.reports[i] = message
+        if not announced and view.state() == LIVE:
+            announced.append(True)
+            log.info("%s", _ready_line(view, bound_address(admin_sock)))
 
     for i, (_, conn) in enumerate(children):
         loop.add_reader(conn.fileno(), readable, i, conn)
@@ -247,13 +265,10 @@ async def _supervise(
                 os.kill(process.pid, signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
-    log.info(
-        "sidecar %s: %d workers, admin %s",
-        __version__,
-        len(children),
-        join_host_port(*bound_address(admin_sock)),
-    )
     await stop.wait()
+    log.info(
+        "draining %d workers (grace %gs; Ctrl-C again to exit at once)", len(children), options.drain_grace
+    )
     view.draining = True
     for process, _ in children:
         if process.is_alive() and process.pid:

@@ -107,3 +107,16 @@ def test_a_second_ctrl_c_exits_without_draining(tmp_path: Path, silent_app: sock
             _, err = process.communicate(timeout=10)
     assert process.returncode == 130 and time.monotonic() - began < 5  # not the 60 s grace
     assert messages(err) == ["second interrupt: exiting now without draining"]
+
+
+def test_workers_parent_says_the_same_lines_once(tmp_path: Path, silent_app: socket.socket) -> None:
+    process, port, admin = start(tmp_path, silent_app.getsockname()[1], "--workers", "2")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 0
+    ready, draining, final = messages(err)
+    assert ready.endswith(
+        f"for web-01 ready: inbound 127.0.0.1:{port}; no tracing; admin 127.0.0.1:{admin} (2 workers)"
+    )
+    assert draining == "draining 2 workers (grace 10s; Ctrl-C again to exit at once)"
+    assert final == "stopped: drained 2 listeners (no open connections); no tracing backend (2 workers)"
