@@ -130,6 +130,7 @@ class Runtime:
         self._admin: web.AppRunner | None = None
         self._admin_sock: socket.socket | None = None
         self._drains: dict[int, asyncio.Task[None]] = {}  # id(listener) -> its drain
+        self._closed: set[int] = set()  # ids of listeners stopped by /drain_listeners
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
         self.summary: DrainSummary | None = None  # set by shutdown
@@ -162,7 +163,7 @@ class Runtime:
                 cluster=route.cluster,
                 endpoints=tuple(_endpoint(h, p) for h, p in route.endpoints),
                 stats=listener.stats,
-                draining=listener.draining or id(listener) in self._drains,
+                draining=listener.draining or id(listener) in self._drains or id(listener) in self._closed,
                 current=current,
             )
 
@@ -204,6 +205,7 @@ class Runtime:
         chosen = [lst for key, lst in self.listeners.items() if not inbound_only or key[0] == "inbound"]
         for listener in chosen:
             listener.close()  # now, not when the drain task first runs: the caller may connect next
+            self._closed.add(id(listener))
             if graceful:
                 self._drain(listener)
         log.warning(

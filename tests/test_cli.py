@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +152,47 @@ def test_unknown_variables_get_a_hint() -> None:
     assert unknown_variables({"SIDECAR_DATAPLANE": "x", "SIDECAR_LOGLEVEL": "debug", "HOME": "/"}) == [
         "unknown environment variable SIDECAR_LOGLEVEL (ignored); did you mean SIDECAR_LOG_LEVEL?"
     ]
+
+
+BAD_VALUES = {
+    "admin_address": "9901",
+    "workers": "0",
+    "drain_grace": "-1",
+    "log_level": "loud",
+    "upstream_timeout": "0",
+    "connect_timeout": "-2",
+    "idle_timeout": "never",
+    "max_header_kb": "0",
+    "max_headers": "-1",
+    "flush_interval": "0",
+    "min_batch": "0",
+    "max_batch": "1.5",
+    "buffer_capacity": "-3",
+    "report_timeout": "inf",
+    "retry_budget": "-1",
+}
+
+
+@pytest.mark.parametrize("dest", sorted(BAD_VALUES))
+def test_every_checked_option_names_itself_as_flag_and_as_variable(
+    dest: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [n for n in os.environ if n.startswith("SIDECAR_")]:
+        monkeypatch.delenv(name)
+    with pytest.raises(SystemExit) as done:
+        main(["run", "--config", "c", "--dataplane", "d", flag(dest), BAD_VALUES[dest]])
+    err = capsys.readouterr().err
+    assert (
+        done.value.code == 2
+        and err.startswith(f"sidecar run: argument {flag(dest)}: ")
+        and err.count("\n") == 1
+    )
+    monkeypatch.setenv(env_name(dest), BAD_VALUES[dest])
+    assert main(["run", "--config", "c", "--dataplane", "d"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"sidecar run: {env_name(dest)}={BAD_VALUES[dest]}: ")
+    assert err.rstrip().endswith(f"(the variable of {flag(dest)})") and err.count("\n") == 1
+
+
+def test_every_option_with_a_check_is_in_the_table() -> None:
+    assert set(BAD_VALUES) == {d for d, (check, _) in RUN_OPTIONS.items() if check.__name__ != "_text"}

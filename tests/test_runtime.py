@@ -200,6 +200,10 @@ async def test_drain_listeners_stops_accepting_while_open_connections_carry_on(t
         assert (await asyncio.wait_for(reader.read(), 5)).endswith(b"hello")
         writer.close()
         assert await r.admin_get("/ready") == (503, "DRAINING\n")
+        assert await r.admin_get("/stats?filter=total_listeners_active") == (
+            200,
+            "listener_manager.total_listeners_active: 0\n",
+        )
         assert not await r.runtime.reload()  # the drained listeners are not opened again
 
 
