@@ -269,7 +269,11 @@ def unknown_variables(env: Mapping[str, str]) -> list[str]:
         f"{ENV_PREFIX}REPORTER_{field.upper()}": env_name(dest) for dest, field in REPORTER_FIELDS.items()
     }
     warnings = []
-    for name in sorted(n for n in env if n.startswith(ENV_PREFIX) and n not in known):
+    # SIDECAR_BENCH_*: the benchmark's own switches, inherited by the sidecars it starts.
+    foreign = ("SIDECAR_BENCH_",)
+    for name in sorted(
+        n for n in env if n.startswith(ENV_PREFIX) and n not in known and not n.startswith(foreign)
+    ):
         if name in renamed:
             warnings.append(f"{name} is not read any more: it is {renamed[name]} now (ignored)")
             continue
