@@ -353,12 +353,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from sidecar.demo.runner import missing_extras, run_demo
+    from sidecar.demo.extras import missing_extras
 
     missing = missing_extras()
     if missing:
         print(f"sidecar demo: {missing}", file=sys.stderr)
         return 1
+    from sidecar.demo.runner import run_demo
+
     code: int = run_demo(args.config, args.requests, args.admin_base, args.keep_running)
     return code
 
