@@ -12,7 +12,6 @@ sidecar is what limits a Python gRPC service. CPU is the peer's own process.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import statistics
 import subprocess
 import sys

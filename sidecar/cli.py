@@ -1,24 +1,136 @@
-"""Argument parsing and exit codes of the `sidecar` command; the work is done elsewhere."""
+"""Argument parsing and exit codes of the `sidecar` command; the work is done elsewhere.
+
+Every user error is one line on stderr and a non-zero exit (2: usage, 1: config or start-up), never a
+traceback. `sidecar run`'s options can also be set as environment variables by one rule: the flag's name
+upper-cased with `SIDECAR_` in front (`--report-timeout` is `SIDECAR_REPORT_TIMEOUT`); a flag wins over
+its variable, and an unknown `SIDECAR_*` variable is warned about at start.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import difflib
 import json
+import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
 import yaml
 
-from sidecar.config import load_config, resolve
+from sidecar import __version__
+from sidecar.admin.levels import CHOICES, parse_level
+from sidecar.config import load_config, resolve_dataplane
+from sidecar.config.address import split_host_port
+
+ENV_PREFIX = "SIDECAR_"
+log = logging.getLogger("sidecar")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the fix, not the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+# Value checks shared by flags and their variables: each returns the value or raises ValueError.
+def _number(kind: type[int] | type[float], low: float, high: float | None = None) -> Callable[[str], Any]:
+    def check(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if value < low or (high is not None and value > high):
+            bound = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+            raise ValueError(f"must be {bound}, got {text}")
+        return value
+
+    return check
+
+
+def _positive(text: str) -> float:
+    value = float(_number(float, float("-inf"))(text))
+    if not value > 0:
+        raise ValueError(f"must be > 0, got {text}")
+    return value
+
+
+def _address(text: str) -> tuple[str, int]:
+    return split_host_port(text)
+
+
+def _level(text: str) -> str:
+    parse_level(text)
+    return text.strip().lower()
+
+
+def _text(text: str) -> str:
+    return text
+
+
+# dest -> (check, default); the flag is `--` + dest with `-`, the variable SIDECAR_ + dest upper-cased.
+RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "dataplane": (_text, None),
+    "dataplane_file": (_text, None),
+    "admin_address": (_address, ("127.0.0.1", 9901)),
+    "workers": (_number(int, 1, 512), 1),
+    "access_log": (_text, None),
+    "drain_grace": (_number(float, 0), 10.0),
+    "log_level": (_level, "info"),
+    "upstream_timeout": (_positive, None),
+    "connect_timeout": (_positive, None),
+    "idle_timeout": (_positive, None),
+    "max_header_kb": (_number(int, 1, 8192), None),
+    "max_headers": (_number(int, 1, 10000), None),
+    "flush_interval": (_positive, None),
+    "min_batch": (_number(int, 1), None),
+    "max_batch": (_number(int, 1), None),
+    "buffer_capacity": (_number(int, 1), None),
+    "report_timeout": (_positive, None),
+    "retry_budget": (_number(float, 0), None),
+}
+# Reporter flags and the ReporterSettings field each one sets.
+REPORTER_FIELDS = {
+    "flush_interval": "flush_interval",
+    "min_batch": "min_batch",
+    "max_batch": "max_batch",
+    "buffer_capacity": "buffer_capacity",
+    "report_timeout": "request_timeout",
+    "retry_budget": "retry_budget",
+}
+
+
+def flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+class UsageError(Exception):
+    """A bad flag or variable value: one line, exit 2."""
+
+
+def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="sidecar", description="Tracing sidecar proxy with Kuma TrafficTrace semantics"
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="sidecar", description="Tracing sidecar proxy with Kuma TrafficTrace semantics")
+    p.add_argument("--version", action="version", version=f"sidecar {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     v = sub.add_parser("validate", help="check Kuma resources and report every problem")
     v.add_argument(
@@ -30,44 +142,54 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--dataplane", required=True, metavar="NAME")
     i.add_argument("--format", choices=("json", "yaml"), default="json")
 
-    r = sub.add_parser("run", help="run the sidecar for one dataplane")
-    r.add_argument("--config", action="append", required=True, metavar="PATH")
-    target = r.add_mutually_exclusive_group(required="SIDECAR_DATAPLANE" not in os.environ)
-    target.add_argument(
-        "--dataplane",
-        metavar="NAME",
-        default=os.environ.get("SIDECAR_DATAPLANE"),
-        help="the Dataplane to serve (default: $SIDECAR_DATAPLANE)",
+    r = sub.add_parser(
+        "run",
+        help="run the sidecar for one dataplane",
+        epilog="Every option but --config and --no-watch can also be set as SIDECAR_<OPTION> "
+        "(e.g. SIDECAR_DATAPLANE, SIDECAR_LOG_LEVEL, SIDECAR_REPORT_TIMEOUT); the flag wins.",
     )
-    target.add_argument("--dataplane-file", metavar="FILE")
-    r.add_argument("--admin-address", default="127.0.0.1:9901", metavar="HOST:PORT")
-    r.add_argument("--workers", type=int, default=1, metavar="N", help="processes sharing the listeners")
-    r.add_argument("--access-log", metavar="PATH|-", help="one JSON line per request (off by default)")
-    r.add_argument(
-        "--drain-grace", type=float, default=10.0, metavar="SECONDS", help="in-flight grace on SIGTERM"
-    )
+
+    def add(group: Any, dest: str, metavar: str, text: str) -> None:
+        group.add_argument(
+            flag(dest), dest=dest, type=_checked(RUN_OPTIONS[dest][0]), metavar=metavar, help=text
+        )
+
+    r.add_argument("--config", action="append", required=True, metavar="PATH", help="file or directory")
+    add(r, "dataplane", "NAME", "the Dataplane to serve ($SIDECAR_DATAPLANE)")
+    add(r, "dataplane_file", "FILE", "a file holding the one Dataplane to serve")
+    add(r, "admin_address", "HOST:PORT", "admin server (127.0.0.1:9901)")
+    add(r, "workers", "N", "processes sharing the listeners (1)")
+    add(r, "access_log", "PATH|-", "one JSON line per request (off)")
+    add(r, "drain_grace", "SECONDS", "in-flight grace on SIGTERM (10)")
+    add(r, "log_level", "LEVEL", f"{CHOICES} (info; $SIDECAR_LOG_LEVEL)")
     r.add_argument("--no-watch", action="store_true", help="reload only on SIGHUP, not on file changes")
-    p_ = r.add_argument_group("data path")
-    p_.add_argument("--upstream-timeout", type=float, metavar="SECONDS", help="until response headers (15)")
-    p_.add_argument("--connect-timeout", type=float, metavar="SECONDS", help="to connect upstream (5)")
-    p_.add_argument("--idle-timeout", type=float, metavar="SECONDS", help="idle downstream keep-alive (300)")
-    p_.add_argument("--max-header-kb", type=int, metavar="KB", help="request head size limit (60)")
-    p_.add_argument("--max-headers", type=int, metavar="N", help="request header count limit (100)")
-    rep = r.add_argument_group("span reporter (also SIDECAR_REPORTER_* variables)")
-    rep.add_argument("--flush-interval", type=float, metavar="SECONDS")
-    rep.add_argument("--min-batch", type=int, metavar="SPANS")
-    rep.add_argument("--max-batch", type=int, metavar="SPANS")
-    rep.add_argument("--buffer-capacity", type=int, metavar="SPANS")
-    rep.add_argument("--report-timeout", type=float, metavar="SECONDS")
-    rep.add_argument("--retry-budget", type=float, metavar="SECONDS")
+    data = r.add_argument_group("data path")
+    add(data, "upstream_timeout", "SECONDS", "until response headers (15)")
+    add(data, "connect_timeout", "SECONDS", "to connect upstream (5)")
+    add(data, "idle_timeout", "SECONDS", "idle downstream keep-alive (300)")
+    add(data, "max_header_kb", "KB", "request head size limit (60)")
+    add(data, "max_headers", "N", "request header count limit (100)")
+    rep = r.add_argument_group("span reporter")
+    add(rep, "flush_interval", "SECONDS", "between flushes (1)")
+    add(rep, "min_batch", "SPANS", "a flush starts at this many spans (200)")
+    add(rep, "max_batch", "SPANS", "spans per POST (1000)")
+    add(rep, "buffer_capacity", "SPANS", "spans kept while the collector is away (20000)")
+    add(rep, "report_timeout", "SECONDS", "for one POST (5)")
+    add(rep, "retry_budget", "SECONDS", "one batch's time for retries (30)")
 
     d = sub.add_parser("demo", help="run the local demo topology and print the traces")
     d.add_argument(
         "--config", metavar="DIR", help="Kuma resources of the topology (default: the embedded demo)"
     )
-    d.add_argument("--requests", type=int, default=3, metavar="N", help="requests to send (3)")
     d.add_argument(
-        "--admin-base", type=int, default=9901, metavar="PORT", help="first sidecar admin port (9901)"
+        "--requests", type=_checked(_number(int, 1, 1000)), default=3, metavar="N", help="requests (3)"
+    )
+    d.add_argument(
+        "--admin-base",
+        type=_checked(_number(int, 1, 65000)),
+        default=9901,
+        metavar="PORT",
+        help="first sidecar admin port (9901)",
     )
     d.add_argument("--keep-running", action="store_true", help="keep the topology up until Ctrl-C")
     return p
@@ -93,11 +215,14 @@ def _validate(paths: list[str]) -> int:
 
 
 def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
-    snapshot, problems = resolve(paths, dataplane=dataplane)
+    resolution = resolve_dataplane(paths, dataplane=dataplane)
+    snapshot = resolution.snapshot
     if snapshot is None:
-        for problem in problems:
+        for problem in resolution.problems:
             print(problem, file=sys.stderr)
         return 1
+    for warning in resolution.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     doc = snapshot.to_json()
     if fmt == "yaml":
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
@@ -106,63 +231,146 @@ def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
     return 0
 
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--admin-address: expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+def run_values(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each run option's value (flag, else variable, else default) and where it came from."""
+    values: dict[str, Any] = {}
+    source: dict[str, str] = {}
+    for dest, (check, default) in RUN_OPTIONS.items():
+        given = getattr(args, dest)
+        if given is not None:
+            values[dest], source[dest] = given, flag(dest)
+        elif env.get(env_name(dest), "") != "":
+            raw = env[env_name(dest)]
+            try:
+                values[dest] = check(raw)
+            except ValueError as exc:
+                raise UsageError(f"{env_name(dest)}={raw}: {exc} (the variable of {flag(dest)})") from None
+            source[dest] = env_name(dest)
+        else:
+            values[dest], source[dest] = default, "default"
+    # The Dataplane comes from the flags if one is given, else from the variables.
+    by_flag = [d for d in ("dataplane", "dataplane_file") if source[d].startswith("--")]
+    chosen = by_flag or [d for d in ("dataplane", "dataplane_file") if source[d] != "default"]
+    if len(chosen) > 1:
+        raise UsageError(f"give one of {' and '.join(source[d] for d in chosen)}, not both")
+    if not chosen:
+        raise UsageError(
+            "which Dataplane? pass --dataplane NAME or --dataplane-file FILE, or set $SIDECAR_DATAPLANE"
+        )
+    for other in {"dataplane", "dataplane_file"} - set(chosen):
+        values[other] = None
+    return values, source
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One warning per SIDECAR_* variable no option reads, with the name it probably meant."""
+    known = {env_name(dest) for dest in RUN_OPTIONS}
+    renamed = {
+        f"{ENV_PREFIX}REPORTER_{field.upper()}": env_name(dest) for dest, field in REPORTER_FIELDS.items()
+    }
+    warnings = []
+    # SIDECAR_BENCH_*: the benchmark's own switches, inherited by the sidecars it starts.
+    foreign = ("SIDECAR_BENCH_",)
+    for name in sorted(
+        n for n in env if n.startswith(ENV_PREFIX) and n not in known and not n.startswith(foreign)
+    ):
+        if name in renamed:
+            warnings.append(f"{name} is not read any more: it is {renamed[name]} now (ignored)")
+            continue
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        warnings.append(f"unknown environment variable {name} (ignored){hint}")
+    return warnings
+
+
+def _reporter(values: dict[str, Any], source: dict[str, str]) -> Any:
+    from sidecar.reporting import ReporterSettings, SettingsError
+
+    base = ReporterSettings()
+
+    def named(dest: str) -> str:
+        value = values[dest] if values[dest] is not None else getattr(base, REPORTER_FIELDS[dest])
+        where = source[dest] if source[dest] != "default" else f"{flag(dest)} default"
+        return f"{where} ({value:g})"
+
+    def value(dest: str) -> Any:
+        return values[dest] if values[dest] is not None else getattr(base, REPORTER_FIELDS[dest])
+
+    if value("min_batch") > value("max_batch"):
+        raise UsageError(f"{named('min_batch')} must be <= {named('max_batch')}")
+    if value("buffer_capacity") < value("max_batch"):
+        raise UsageError(f"{named('buffer_capacity')} must be >= {named('max_batch')}")
+    try:
+        return base.replace(**{field: values[dest] for dest, field in REPORTER_FIELDS.items()})
+    except SettingsError as exc:  # a rule added later: still name the flags, not the fields
+        message = str(exc)
+        for dest, field in REPORTER_FIELDS.items():
+            message = message.replace(field, flag(dest))
+        raise UsageError(message) from None
 
 
 def _run(args: argparse.Namespace) -> int:
     from sidecar.proxy import ProxySettings
-    from sidecar.reporting import ReporterSettings, SettingsError
-    from sidecar.runtime import RunOptions, run
+    from sidecar.runtime import RunOptions
+    from sidecar.serve import run, setup_logging
     from sidecar.workers import run_workers
 
     try:
-        admin_host, admin_port = _host_port(args.admin_address)
-        reporter = ReporterSettings.from_env(os.environ).replace(
-            flush_interval=args.flush_interval,
-            min_batch=args.min_batch,
-            max_batch=args.max_batch,
-            buffer_capacity=args.buffer_capacity,
-            request_timeout=args.report_timeout,
-            retry_budget=args.retry_budget,
-        )
-        proxy_changes = {
-            "upstream_timeout": args.upstream_timeout,
-            "connect_timeout": args.connect_timeout,
-            "idle_timeout": args.idle_timeout,
-            "max_header_bytes": args.max_header_kb * 1024 if args.max_header_kb else None,
-            "max_headers": args.max_headers,
-        }
-        proxy = dataclasses.replace(
-            ProxySettings(), **{k: v for k, v in proxy_changes.items() if v is not None}
-        )
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    except (ValueError, SettingsError) as exc:
+        values, source = run_values(args, os.environ)
+        reporter = _reporter(values, source)
+    except UsageError as exc:
         print(f"sidecar run: {exc}", file=sys.stderr)
         return 2
+    proxy_changes = {
+        "upstream_timeout": values["upstream_timeout"],
+        "connect_timeout": values["connect_timeout"],
+        "idle_timeout": values["idle_timeout"],
+        "max_header_bytes": values["max_header_kb"] * 1024 if values["max_header_kb"] else None,
+        "max_headers": values["max_headers"],
+    }
+    proxy = ProxySettings(**{k: v for k, v in proxy_changes.items() if v is not None})
+    admin_host, admin_port = values["admin_address"]
     options = RunOptions(
         config=args.config,
-        dataplane=args.dataplane,
-        dataplane_file=args.dataplane_file,
+        dataplane=values["dataplane"],
+        dataplane_file=values["dataplane_file"],
         admin_host=admin_host,
         admin_port=admin_port,
-        access_log=args.access_log,
+        access_log=values["access_log"],
         proxy=proxy,
         reporter=reporter,
-        drain_grace=args.drain_grace,
+        drain_grace=values["drain_grace"],
         watch=not args.no_watch,
+        workers=values["workers"],
+        log_level=values["log_level"],
     )
-    if args.workers > 1:
-        return run_workers(options, args.workers)
+    setup_logging(options.log_level)
+    for warning in unknown_variables(os.environ):
+        log.warning("%s", warning)
+    if options.workers > 1:
+        return run_workers(options, options.workers)
     return run(options)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from sidecar.demo.extras import missing_extras
+
+    missing = missing_extras()
+    if missing:
+        print(f"sidecar demo: {missing}", file=sys.stderr)
+        return 1
+    from sidecar.demo.runner import run_demo
+
+    code: int = run_demo(args.config, args.requests, args.admin_base, args.keep_running)
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare `sidecar`: show what it can do
+        parser.print_help()
+        return 0
     if args.command == "validate":
         return _validate(args.config)
     if args.command == "inspect":
@@ -170,9 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "demo":
-        from sidecar.demo.runner import run_demo
-
-        return run_demo(args.config, args.requests, args.admin_base, args.keep_running)
+        return _demo(args)
     return 2
 
 

@@ -13,23 +13,24 @@ import contextlib
 import dataclasses
 import logging
 import os
-import signal
-import sys
-from collections.abc import Callable, Iterable
+import socket
+import time
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-import orjson
 from aiohttp import web
-from prometheus_client.core import Metric
 
 from sidecar import __version__
-from sidecar.admin.app import build_admin_app
-from sidecar.admin.metrics import RuntimeCounters, metric_families
-from sidecar.config import resolve
+from sidecar.admin.levels import level_name, set_level
+from sidecar.admin.server import AdminBindError, bind_admin, bound_address, start_admin
+from sidecar.admin.view import DRAINING, LIVE, PRE_INITIALIZING, ListenerInfo, ServerInfo, StatsSnapshot
+from sidecar.config import resolve_dataplane
+from sidecar.config.address import join_host_port
 from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
+from sidecar.proxy.access_log import AccessLog
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
 from sidecar.tracing.encoding import encoding_for
@@ -47,38 +48,54 @@ class StartupError(Exception):
         self.problems = problems
 
 
+@dataclass(slots=True)
+class RuntimeCounters:
+    reloads_ok: int = 0
+    reloads_failed: int = 0
+
+
 @dataclass(frozen=True)
 class RunOptions:
     config: list[str]
     dataplane: str | None = None
     dataplane_file: str | None = None
     admin_host: str = "127.0.0.1"
-    admin_port: int = 9901
+    admin_port: int = 9901  # -1: no admin server (a worker; the parent serves it)
     access_log: str | None = None  # a path, or "-" for stdout
     proxy: ProxySettings = field(default_factory=ProxySettings)
     reporter: ReporterSettings = field(default_factory=ReporterSettings)
     drain_grace: float = 10.0
     watch: bool = True
     reuse_port: bool = False
+    workers: int = 1
+    log_level: str = "info"
 
 
-class AccessLog:
-    """One JSON line per request; buffered writes, flushed by the runtime every second and at exit."""
+def build_info(snapshot: Mapping[str, Any], workers: int) -> dict[str, str]:
+    """The labels of `sidecar_build_info`, from the inspect JSON (one process or the workers' parent)."""
+    return {
+        "version": __version__,
+        "dataplane": str(snapshot.get("dataplane", "")),
+        "mesh": str(snapshot.get("mesh", "")),
+        "workers": str(workers),
+    }
 
-    def __init__(self, target: str) -> None:
-        self._out: IO[bytes] = sys.stdout.buffer if target == "-" else open(target, "ab")  # noqa: SIM115
 
-    def __call__(self, record: dict[str, Any]) -> None:
-        self._out.write(orjson.dumps(record) + b"\n")
-
-    def flush(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self._out.flush()
-
-    def close(self) -> None:
-        self.flush()
-        if self._out is not sys.stdout.buffer:
-            self._out.close()
+def command_line_options(options: RunOptions) -> dict[str, Any]:
+    """/server_info's command_line_options: Envoy's field names where the option means the same."""
+    return {
+        "config_path": list(options.config),
+        "concurrency": options.workers,
+        "drain_time": f"{options.drain_grace:g}s",
+        "log_level": options.log_level,
+        "dataplane": options.dataplane,
+        "dataplane_file": options.dataplane_file,
+        "admin_address": join_host_port(options.admin_host, options.admin_port),
+        "access_log": options.access_log,
+        "watch": options.watch,
+        "proxy": dataclasses.asdict(options.proxy),
+        "reporter": dataclasses.asdict(options.reporter),
+    }
 
 
 def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
@@ -101,69 +118,147 @@ class Runtime:
         self.retired: list[Listener] = []  # drained after a reload, kept for their final stats
         self.reporter: Reporter | None = None
         self.counters = RuntimeCounters()
-        self.access_log = AccessLog(options.access_log) if options.access_log else None
-        self._state = "starting"
+        self.access_log: AccessLog | None = None
+        self.started = time.monotonic()
+        self._initialized = False
+        self._health_failed = False
+        self._listeners_stopped = False  # POST /drain_listeners
+        self._shutting_down = False
         self._admin: web.AppRunner | None = None
+        self._admin_sock: socket.socket | None = None
+        self._drains: dict[int, asyncio.Task[None]] = {}  # id(listener) -> its drain
+        self._closed: set[int] = set()  # ids of listeners stopped by /drain_listeners
         self._tasks: set[asyncio.Task[Any]] = set()
         self._reload_lock = asyncio.Lock()
+        self.summary: DrainSummary | None = None  # set by shutdown
         self._watch_paths = [p for p in [*options.config, options.dataplane_file] if p and Path(p).exists()]
 
     # AdminView ----------------------------------------------------------------------------------
-    def ready(self) -> bool:
-        return self._state == "live"
-
     def state(self) -> str:
-        return self._state
+        if not self._initialized:
+            return PRE_INITIALIZING
+        if self._health_failed or self._listeners_stopped or self._shutting_down:
+            return DRAINING
+        return LIVE
 
     def config_dump(self) -> dict[str, Any]:
         return self.snapshot.to_json() if self.snapshot is not None else {}
 
-    def metric_families(self) -> Iterable[Metric]:
-        listeners = [*self.listeners.values(), *self.retired]
-        return metric_families(
-            listeners=[(lst.stats, lst.name) for lst in listeners],
+    def listener_infos(self) -> list[ListenerInfo]:
+        def info(listener: Listener, current: bool) -> ListenerInfo:
+            server = listener.server
+            host, port = (
+                listener.bound if server is not None and server.sockets else (listener.host, listener.port)
+            )
+            route = listener.route
+            return ListenerInfo(
+                name=listener.name,
+                direction=route.direction,
+                protocol=listener.protocol,
+                host=host,
+                port=port,
+                cluster=route.cluster,
+                endpoints=tuple(e.key for e in route.endpoints),
+                stats=listener.stats,
+                draining=listener.draining or id(listener) in self._drains or id(listener) in self._closed,
+                current=current,
+            )
+
+        return [info(lst, True) for lst in self.listeners.values()] + [
+            info(lst, False) for lst in self.retired
+        ]
+
+    def stats(self) -> StatsSnapshot:
+        return StatsSnapshot(
+            listeners=self.listener_infos(),
             reporter=self.reporter.stats if self.reporter else None,
-            counters=self.counters,
-            ready=self.ready(),
-            info={
-                "version": __version__,
-                "dataplane": self.snapshot.dataplane if self.snapshot else "",
-                "mesh": self.snapshot.mesh if self.snapshot else "",
-            },
+            reloads_ok=self.counters.reloads_ok,
+            reloads_failed=self.counters.reloads_failed,
+            state=self.state(),
+            uptime_seconds=time.monotonic() - self.started,
+            concurrency=self.options.workers,
+            build_info=build_info(self.config_dump(), self.options.workers),
         )
 
+    def server_info(self) -> ServerInfo:
+        snap = self.snapshot
+        return ServerInfo(
+            version=__version__,
+            state=self.state(),
+            uptime_seconds=time.monotonic() - self.started,
+            node_id=snap.node_id if snap else "",
+            node_cluster=snap.service_name if snap else "",
+            command_line_options=command_line_options(self.options),
+        )
+
+    def set_health_failed(self, failed: bool) -> None:
+        if failed != self._health_failed:
+            log.warning("health check %s via the admin", "failed" if failed else "restored")
+        self._health_failed = failed
+
+    async def drain_listeners(self, graceful: bool, inbound_only: bool) -> None:
+        """Envoy's /drain_listeners: stop accepting now; `graceful` also drains connections."""
+        self._listeners_stopped = True
+        chosen = [lst for key, lst in self.listeners.items() if not inbound_only or key[0] == "inbound"]
+        for listener in chosen:
+            listener.close()  # now, not when the drain task first runs: the caller may connect next
+            self._closed.add(id(listener))
+            if graceful:
+                self._drain(listener)
+        log.warning(
+            "%d listeners stopped via the admin%s", len(chosen), " (graceful drain)" if graceful else ""
+        )
+
+    def set_log_level(self, level: int) -> None:
+        set_level(level)
+        log.warning("log level set to %s via the admin", level_name(level))
+
     # Life cycle ---------------------------------------------------------------------------------
-    def resolve(self) -> Snapshot:
-        snapshot, problems = resolve(self.options.config, self.options.dataplane, self.options.dataplane_file)
-        if snapshot is None:
-            raise StartupError(problems)
-        return snapshot
+    def resolve(self, initial: bool = False) -> Snapshot:
+        options = self.options
+        resolution = resolve_dataplane(options.config, options.dataplane, options.dataplane_file)
+        if resolution.snapshot is None:
+            raise StartupError(resolution.problems)
+        if not (initial and options.reuse_port):  # workers: the parent warned once at start
+            for warning in resolution.warnings:
+                log.warning("%s", warning)
+        return resolution.snapshot
 
     async def start(self) -> None:
-        snapshot = self.resolve()
-        await self.apply(snapshot)
+        """Resolve, open the admin (PRE_INITIALIZING), bind every listener, then LIVE."""
+        snapshot = self.resolve(initial=True)
+        if self.options.access_log:
+            try:
+                self.access_log = AccessLog(self.options.access_log)
+            except OSError as exc:
+                raise StartupError(
+                    [f"--access-log {self.options.access_log}: {exc.strerror or exc}"]
+                ) from None
         if self.options.admin_port >= 0:
-            self._admin = web.AppRunner(build_admin_app(self), access_log=None)
-            await self._admin.setup()
-            await web.TCPSite(self._admin, self.options.admin_host, self.options.admin_port).start()
-        self._spawn(self._flush_access_log())
-        self._state = "live"
+            try:
+                self._admin_sock = bind_admin(self.options.admin_host, self.options.admin_port)
+            except AdminBindError as exc:
+                raise StartupError([str(exc)]) from None
+            self._admin = await start_admin(self, self._admin_sock)
+        await self.apply(snapshot)
+        self.spawn(self._flush_access_log())
+        self._initialized = True
 
     @property
     def admin_address(self) -> tuple[str, int] | None:
-        if self._admin is None:
-            return None
-        for site in self._admin.sites:
-            server = getattr(site, "_server", None)
-            if server is not None and server.sockets:
-                host, port = server.sockets[0].getsockname()[:2]
-                return str(host), int(port)
-        return None
+        return bound_address(self._admin_sock) if self._admin_sock is not None else None
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run `coro` as a task the runtime keeps (and cancels on shutdown)."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _drain(self, listener: Listener) -> asyncio.Task[None]:
+        task = self._drains.get(id(listener))
+        if task is None:
+            task = self._drains[id(listener)] = asyncio.create_task(listener.drain(self.options.drain_grace))
+        return task
 
     async def _flush_access_log(self) -> None:
         while self.access_log is not None:
@@ -182,23 +277,40 @@ class Runtime:
         await reporter.start()
         return reporter
 
-    def _routes(self, snapshot: Snapshot, reporter: Reporter | None) -> dict[ListenerKey, tuple[Route, str]]:
+    def _routes(
+        self, snapshot: Snapshot, reporter: Reporter | None
+    ) -> dict[ListenerKey, tuple[Route, str, str]]:
+        """Each listener's route, its protocol, and the Dataplane field that sets its address."""
         tracer = Tracer(
             _tracer_settings(snapshot), service_name=snapshot.service_name, node_id=snapshot.node_id
         )
         sink: Callable[[bytes], None] | None = reporter.submit if reporter is not None else None
-        routes: dict[ListenerKey, tuple[Route, str]] = {}
-        for spec_in in snapshot.inbound:
+        routes: dict[ListenerKey, tuple[Route, str, str]] = {}
+        for i, spec_in in enumerate(snapshot.inbound):
             routes[("inbound", spec_in.address, spec_in.port)] = (
                 Route.inbound(spec_in, tracer, sink, self.access_log),
                 spec_in.protocol,
+                f"networking.inbound[{i}]",
             )
-        for spec_out in snapshot.outbound:
+        for i, spec_out in enumerate(snapshot.outbound):
             routes[("outbound", spec_out.address, spec_out.port)] = (
                 Route.outbound(spec_out, tracer, sink, self.access_log),
                 spec_out.protocol,
+                f"networking.outbound[{i}]",
             )
         return routes
+
+    @staticmethod
+    def _bind_problem(snapshot: Snapshot, key: ListenerKey, path: str, exc: OSError) -> str:
+        """One line naming the listener and the field to change (issue: every user error is one line)."""
+        direction, host, port = key
+        where = f"{snapshot.dataplane} {direction} {join_host_port(host, port)}"
+        of = f"of Dataplane {snapshot.dataplane}"
+        if isinstance(exc, socket.gaierror):
+            address = "networking.address" if direction == "inbound" else f"{path}.address"
+            return f"{where}: cannot resolve {host!r} ({exc.strerror}); change {address} {of}"
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)  # asyncio wraps strerror in prose
+        return f"{where}: cannot listen: {reason}; change {path}.port {of}"
 
     async def apply(self, snapshot: Snapshot) -> None:
         """Make the listeners and the reporter match `snapshot` (first start or reload)."""
@@ -206,8 +318,9 @@ class Runtime:
         routes = self._routes(snapshot, reporter)
         started: list[tuple[ListenerKey, Listener]] = []
         old_to_drain: list[Listener] = []
+        key: ListenerKey | None = None
         try:
-            for key, (route, protocol) in routes.items():
+            for key, (route, protocol, _) in routes.items():
                 existing = self.listeners.get(key)
                 if existing is not None and type(existing) is listener_class(protocol):
                     continue
@@ -234,11 +347,12 @@ class Runtime:
                     await closed.start(reuse_port=self.options.reuse_port)
             if reporter is not None and reporter is not self.reporter:
                 await reporter.aclose(0.1)
-            raise StartupError([f"cannot listen: {exc}"]) from None
+            assert key is not None
+            raise StartupError([self._bind_problem(snapshot, key, routes[key][2], exc)]) from None
         # Everything is bound: swap atomically (no await between these lines).
         for key, listener in started:
             self.listeners[key] = listener
-        for key, (route, _) in routes.items():
+        for key, (route, _, _) in routes.items():
             self.listeners[key].route = route
         removed = [k for k in self.listeners if k not in routes]
         for key in removed:
@@ -247,10 +361,10 @@ class Runtime:
         self.snapshot = snapshot
         for listener in old_to_drain:
             self.retired.append(listener)
-            self._spawn(listener.drain(self.options.drain_grace))
+            self._drain(listener)
         if previous_reporter is not None and previous_reporter is not reporter:
             # In-flight requests of the old routes may still submit; give them the drain grace.
-            self._spawn(self._close_later(previous_reporter, self.options.drain_grace))
+            self.spawn(self._close_later(previous_reporter, self.options.drain_grace))
 
     async def _close_later(self, reporter: Reporter, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -258,6 +372,9 @@ class Runtime:
 
     async def reload(self, reason: str = "") -> bool:
         async with self._reload_lock:
+            if self._listeners_stopped or self._shutting_down:
+                log.warning("reload%s skipped: the listeners are drained", reason)
+                return False
             try:
                 snapshot = self.resolve()
                 if snapshot != self.snapshot:
@@ -284,106 +401,69 @@ class Runtime:
         async for _ in awatch(*paths, debounce=200, step=50, recursive=True):
             await self.reload(" (files changed)")
 
-    async def shutdown(self) -> None:
+    async def shutdown(self) -> DrainSummary:
         """Drain: /ready says 503, listeners stop accepting, in-flight requests finish, spans flushed."""
-        self._state = "draining"
+        self._shutting_down = True
         listeners = list(self.listeners.values())
-        await asyncio.gather(
-            *(lst.drain(self.options.drain_grace) for lst in listeners), return_exceptions=True
+        summary = DrainSummary(
+            listeners=len(listeners), connections=sum(len(lst.connections) for lst in listeners)
         )
+        began = time.monotonic()
+        await asyncio.gather(*(self._drain(lst) for lst in listeners), return_exceptions=True)
+        summary.seconds = time.monotonic() - began
+        summary.grace_ran_out = bool(summary.connections) and summary.seconds >= self.options.drain_grace
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.reporter is not None:
+            stats = self.reporter.stats
+            sent, dropped = stats.spans_sent, stats.spans_dropped.get("shutdown", 0)
             await self.reporter.aclose(2.0)
+            summary.spans_flushed = stats.spans_sent - sent
+            summary.spans_dropped = stats.spans_dropped.get("shutdown", 0) - dropped
+            summary.backend = self.reporter.url
         if self.access_log is not None:
             self.access_log.close()
+            summary.access_log_lines = self.access_log.lines
         if self._admin is not None:
             await self._admin.cleanup()
+        elif self._admin_sock is not None:
+            self._admin_sock.close()
+        self.summary = summary
+        return summary
 
 
-async def _ticker(runtime: Runtime, on_tick: Callable[[Runtime], None], every: float) -> None:
-    while True:
-        on_tick(runtime)
-        await asyncio.sleep(every)
+@dataclass(slots=True)
+class DrainSummary:
+    """What a shutdown drained and flushed; workers add theirs up for the parent's final line."""
+
+    listeners: int = 0
+    connections: int = 0  # open when the drain began (idle keep-alive ones included)
+    seconds: float = 0.0
+    grace_ran_out: bool = False  # some connections were still open at the deadline and were cut
+    spans_flushed: int = 0
+    spans_dropped: int = 0
+    backend: str = ""
+    access_log_lines: int | None = None
+
+    def add(self, other: DrainSummary) -> None:
+        self.listeners += other.listeners
+        self.connections += other.connections
+        self.seconds = max(self.seconds, other.seconds)
+        self.grace_ran_out = self.grace_ran_out or other.grace_ran_out
+        self.spans_flushed += other.spans_flushed
+        self.spans_dropped += other.spans_dropped
+        self.backend = self.backend or other.backend
+        if other.access_log_lines is not None:
+            self.access_log_lines = (self.access_log_lines or 0) + other.access_log_lines
 
 
-async def serve(
-    options: RunOptions,
-    ready_message: bool = True,
-    on_tick: Callable[[Runtime], None] | None = None,
-    on_error: Callable[[list[str]], None] | None = None,
-) -> int:
-    """Start, run until SIGTERM/SIGINT, drain. `on_tick` sees the runtime every half second (workers)."""
-    runtime = Runtime(options)
-    try:
-        await runtime.start()
-    except StartupError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        if on_error is not None:
-            on_error(exc.problems)
-        await runtime.shutdown()
-        return 1
-    if on_tick is not None:
-        runtime._spawn(_ticker(runtime, on_tick, 0.5))
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: runtime._spawn(runtime.reload(" (SIGHUP)")))
-    if options.watch:
-        runtime._spawn(runtime.watch())
-    if ready_message:
-        snap = runtime.snapshot
-        assert snap is not None
-        admin = runtime.admin_address
-        listeners = ", ".join(f"{k[0]} {k[1]}:{k[2]}" for k in runtime.listeners)
-        trace = f"traffic trace {snap.traffic_trace} -> {snap.backend.url}" if snap.backend else "no tracing"
-        log.info(
-            "sidecar %s for %s ready: %s; %s; admin %s", __version__, snap.dataplane, listeners, trace, admin
-        )
-    await stop.wait()
-    log.info("draining (grace %.1fs)", options.drain_grace)
-    await runtime.shutdown()
-    if on_tick is not None:
-        on_tick(runtime)
-    return 0
-
-
-def export_state(runtime: Runtime) -> dict[str, Any]:
-    """Plain data for a parent process: state, snapshot and every counter."""
-    return {
-        "state": runtime.state(),
-        "snapshot": runtime.config_dump(),
-        "listeners": [
-            dataclasses.asdict(lst.stats) for lst in [*runtime.listeners.values(), *runtime.retired]
-        ],
-        "reporter": dataclasses.asdict(runtime.reporter.stats) if runtime.reporter else None,
-        "counters": dataclasses.asdict(runtime.counters),
-    }
-
-
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("SIDECAR_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def run(options: RunOptions) -> int:
-    """Run until SIGTERM/SIGINT; uvloop when installed."""
-    setup_logging()
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(serve(options))
-
-
-__all__ = ["RunOptions", "Runtime", "StartupError", "run", "serve"]
+__all__ = [
+    "DrainSummary",
+    "RunOptions",
+    "Runtime",
+    "RuntimeCounters",
+    "StartupError",
+    "build_info",
+    "command_line_options",
+]

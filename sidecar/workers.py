@@ -1,5 +1,6 @@
 """`sidecar run --workers N`: N forked processes share the listeners (SO_REUSEPORT); the parent serves
-the one admin address, adds up the workers' counters, and forwards SIGTERM (drain) and SIGHUP (reload).
+the one admin address, adds up the workers' counters, and forwards SIGTERM (drain), SIGHUP (reload) and
+the admin's mutations (/drain_listeners, /logging) to every worker.
 
 Each worker sends its state and counters to the parent over a pipe every half second, so /stats is at
 most that stale; /ready is 200 only while every worker is live.
@@ -14,27 +15,44 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
-from collections.abc import Iterable
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from aiohttp import web
-from prometheus_client.core import Metric
-
 from sidecar import __version__
-from sidecar.admin.app import build_admin_app
-from sidecar.admin.metrics import RuntimeCounters, metric_families
-from sidecar.config import resolve
+from sidecar.admin.levels import level_name, set_level
+from sidecar.admin.server import AdminBindError, bind_admin, bound_address, start_admin
+from sidecar.admin.view import (
+    DRAINING,
+    LIVE,
+    PRE_INITIALIZING,
+    ListenerInfo,
+    ServerInfo,
+    StatsSnapshot,
+    sum_into,
+)
+from sidecar.config import resolve_dataplane
+from sidecar.config.address import join_host_port
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
-from sidecar.runtime import RunOptions, Runtime, export_state, loop_factory, serve, setup_logging
+from sidecar.runtime import (
+    DrainSummary,
+    RunOptions,
+    Runtime,
+    RuntimeCounters,
+    build_info,
+    command_line_options,
+)
+from sidecar.serve import export_state, loop_factory, serve, setup_logging, summary_line
 
 log = logging.getLogger("sidecar.workers")
 
 
-def _child(options: RunOptions, conn: Connection) -> None:
-    setup_logging()
+def _child(options: RunOptions, conn: Connection, admin: socket.socket) -> None:
+    admin.close()  # inherited from the parent by fork; only the parent serves it
+    setup_logging(options.log_level)
 
     def send(runtime: Runtime) -> None:
         with contextlib.suppress(OSError, ValueError):  # the parent is gone; SIGTERM follows
@@ -43,30 +61,78 @@ def _child(options: RunOptions, conn: Connection) -> None:
     def error(problems: list[str]) -> None:
         conn.send({"state": "failed", "problems": problems})
 
+    def listen(runtime: Runtime) -> None:
+        loop = asyncio.get_running_loop()
+
+        def command() -> None:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):
+                loop.remove_reader(conn.fileno())
+                return
+            if message.get("command") == "drain_listeners":
+                runtime.spawn(runtime.drain_listeners(message["graceful"], message["inbound_only"]))
+            elif message.get("command") == "log_level":
+                set_level(message["level"])
+
+        loop.add_reader(conn.fileno(), command)
+
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        code = runner.run(serve(options, ready_message=False, on_tick=send, on_error=error))
+        code = runner.run(serve(options, ready_message=False, on_tick=send, on_error=error, on_start=listen))
     conn.close()
     os._exit(code)
 
 
+def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
+    """The one-process ready line (serve.py), for N workers."""
+    snap = view.config_dump()
+    listeners = ", ".join(
+        f"{i.direction} {join_host_port(i.host, i.port)}" for i in view.stats().listeners if i.current
+    )
+    backend = snap.get("backend")
+    trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
+    return (
+        f"sidecar {__version__} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
+        f"admin {join_host_port(*admin)} ({view.count} workers)"
+    )
+
+
+def _listener_info(raw: dict[str, Any]) -> ListenerInfo:
+    fields = dict(raw, stats=ListenerStats(**raw["stats"]), endpoints=tuple(raw["endpoints"]))
+    return ListenerInfo(**fields)
+
+
 class WorkersView:
-    """The admin's view over every worker's last report."""
+    """The admin's view over every worker's last report (implements AdminView)."""
 
-    def __init__(self, count: int) -> None:
-        self.count = count
+    def __init__(self, options: RunOptions, conns: list[Connection]) -> None:
+        self.options = options
+        self.count = len(conns)
+        self.conns = conns
         self.reports: dict[int, dict[str, Any]] = {}
-        self.alive: set[int] = set(range(count))
-        self.draining = False
+        self.alive: set[int] = set(range(self.count))
+        self.draining = False  # shutting down
+        self.health_failed = False
+        self.listeners_stopped = False
+        self.started = time.monotonic()
 
-    def ready(self) -> bool:
-        return (
-            not self.draining
-            and len(self.alive) == self.count
-            and all(self.reports.get(i, {}).get("state") == "live" for i in range(self.count))
-        )
+    def _tell(self, message: dict[str, Any]) -> None:
+        for i, conn in enumerate(self.conns):
+            if i in self.alive:
+                with contextlib.suppress(OSError, ValueError):
+                    conn.send(message)
 
     def state(self) -> str:
-        return "draining" if self.draining else ("live" if self.ready() else "starting")
+        live = len(self.alive) == self.count and all(
+            self.reports.get(i, {}).get("state") in (LIVE, DRAINING) for i in range(self.count)
+        )
+        if not live and not self.draining:
+            return PRE_INITIALIZING
+        if self.draining or self.health_failed or self.listeners_stopped:
+            return DRAINING
+        if any(r.get("state") == DRAINING for r in self.reports.values()):
+            return DRAINING
+        return LIVE
 
     def config_dump(self) -> dict[str, Any]:
         for i in sorted(self.reports):
@@ -75,54 +141,86 @@ class WorkersView:
                 return dict(snapshot)
         return {}
 
-    def metric_families(self) -> Iterable[Metric]:
-        listeners: dict[str, ListenerStats] = {}
-        reporter = ReporterStats()
+    def stats(self) -> StatsSnapshot:
+        listeners: dict[tuple[str, str, bool], ListenerInfo] = {}
+        reporter: ReporterStats | None = None
         counters = RuntimeCounters()
         for report in self.reports.values():
             for raw in report.get("listeners", []):
-                add = ListenerStats(**raw)
-                total = listeners.setdefault(add.name, ListenerStats(add.name, add.direction))
-                _sum_into(total, add)
+                add = _listener_info(raw)
+                key = (add.name, add.protocol, add.current)
+                if key not in listeners:
+                    listeners[key] = dataclasses.replace(
+                        add, stats=ListenerStats(add.name, add.stats.direction)
+                    )
+                total = listeners[key]
+                sum_into(total.stats, add.stats)
+                if add.draining and not total.draining:
+                    listeners[key] = dataclasses.replace(total, draining=True)
             if report.get("reporter"):
-                _sum_into(reporter, ReporterStats(**report["reporter"]))
-            _sum_into(counters, RuntimeCounters(**report.get("counters", {})))
-        snap = self.config_dump()
-        info = {
-            "version": __version__,
-            "dataplane": str(snap.get("dataplane", "")),
-            "mesh": str(snap.get("mesh", "")),
-        }
-        info["workers"] = str(self.count)
-        return metric_families(
-            listeners=[(s, name) for name, s in listeners.items()],
+                one = ReporterStats(**report["reporter"])
+                if reporter is None:
+                    reporter = ReporterStats()
+                sum_into(reporter, one)
+                reporter.last_error = one.last_error or reporter.last_error
+            sum_into(counters, RuntimeCounters(**report.get("counters", {})))
+        return StatsSnapshot(
+            listeners=list(listeners.values()),
             reporter=reporter,
-            counters=counters,
-            ready=self.ready(),
-            info=info,
+            reloads_ok=counters.reloads_ok,
+            reloads_failed=counters.reloads_failed,
+            state=self.state(),
+            uptime_seconds=time.monotonic() - self.started,
+            concurrency=self.count,
+            build_info=build_info(self.config_dump(), self.count),
         )
 
+    def server_info(self) -> ServerInfo:
+        snap = self.config_dump()
+        services = sorted(i["tags"].get("kuma.io/service", "") for i in snap.get("inbound", []))
+        return ServerInfo(
+            version=__version__,
+            state=self.state(),
+            uptime_seconds=time.monotonic() - self.started,
+            node_id=f"{snap['mesh']}.{snap['dataplane']}" if snap else "",
+            node_cluster=services[0] if services else "",
+            command_line_options=command_line_options(self.options),
+        )
 
-def _sum_into(total: Any, add: Any) -> None:
-    for f in dataclasses.fields(total):
-        a, b = getattr(total, f.name), getattr(add, f.name)
-        if isinstance(a, bool | str):
-            continue
-        if isinstance(a, int | float):
-            setattr(total, f.name, a + b)
-        elif isinstance(a, dict):
-            for k, v in b.items():
-                a[k] = a.get(k, 0) + v
-        elif isinstance(a, list):
-            setattr(total, f.name, [x + y for x, y in zip(a, b, strict=True)])
+    def set_health_failed(self, failed: bool) -> None:
+        if failed != self.health_failed:
+            log.warning("health check %s via the admin", "failed" if failed else "restored")
+        self.health_failed = failed
+
+    async def drain_listeners(self, graceful: bool, inbound_only: bool) -> None:
+        self.listeners_stopped = True
+        self._tell({"command": "drain_listeners", "graceful": graceful, "inbound_only": inbound_only})
+        log.warning(
+            "listeners of %d workers stopped via the admin%s", self.count, " (graceful)" if graceful else ""
+        )
+
+    def set_log_level(self, level: int) -> None:
+        set_level(level)
+        self._tell({"command": "log_level", "level": level})
+        log.warning("log level set to %s via the admin", level_name(level))
+
+    def summary(self) -> DrainSummary:
+        total = DrainSummary()
+        for report in self.reports.values():
+            if report.get("summary"):
+                total.add(DrainSummary(**report["summary"]))
+        return total
 
 
 async def _supervise(
-    options: RunOptions, children: list[tuple[multiprocessing.process.BaseProcess, Connection]]
+    options: RunOptions,
+    children: list[tuple[multiprocessing.process.BaseProcess, Connection]],
+    admin_sock: socket.socket,
 ) -> int:
     loop = asyncio.get_running_loop()
-    view = WorkersView(len(children))
+    view = WorkersView(options, [conn for _, conn in children])
     failed: list[str] = []
+    announced: list[bool] = []  # the ready line is said once, when every worker is live
     stop = asyncio.Event()
 
     def readable(i: int, conn: Connection) -> None:
@@ -140,14 +238,26 @@ async def _supervise(
             failed.extend(message.get("problems", []))
             stop.set()
         view.reports[i] = message
+        if not announced and view.state() == LIVE:
+            announced.append(True)
+            log.info("%s", _ready_line(view, bound_address(admin_sock)))
 
     for i, (_, conn) in enumerate(children):
         loop.add_reader(conn.fileno(), readable, i, conn)
-    admin = web.AppRunner(build_admin_app(view), access_log=None)
-    await admin.setup()
-    await web.TCPSite(admin, options.admin_host, options.admin_port).start()
+    admin = await start_admin(view, admin_sock)
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stop.is_set():
+            stop.set()
+        elif sig == signal.SIGINT:  # a second Ctrl-C: no drain
+            log.warning("second interrupt: exiting now without draining")
+            for process, _ in children:
+                if process.is_alive():
+                    process.kill()
+            os._exit(130)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
 
     def forward_hup() -> None:
         for process, _ in children:
@@ -155,14 +265,10 @@ async def _supervise(
                 os.kill(process.pid, signal.SIGHUP)
 
     loop.add_signal_handler(signal.SIGHUP, forward_hup)
-    log.info(
-        "sidecar %s: %d workers, admin %s:%d",
-        __version__,
-        len(children),
-        options.admin_host,
-        options.admin_port,
-    )
     await stop.wait()
+    log.info(
+        "draining %d workers (grace %gs; Ctrl-C again to exit at once)", len(children), options.drain_grace
+    )
     view.draining = True
     for process, _ in children:
         if process.is_alive() and process.pid:
@@ -174,11 +280,17 @@ async def _supervise(
         if process.is_alive():
             process.kill()
         process.join(1.0)
+    # The workers' last reports arrived before they exited; read what is still in the pipes.
+    for i, (_, conn) in enumerate(children):
+        with contextlib.suppress(EOFError, OSError):
+            while conn.poll():
+                view.reports[i] = conn.recv()
     await admin.cleanup()
     if failed:
         for problem in dict.fromkeys(failed):
             print(problem, file=sys.stderr)
         return 1
+    log.info("%s (%d workers)", summary_line(view.summary(), options.drain_grace), len(children))
     if view.alive or any(p.exitcode not in (0, None) for p, _ in children):
         return 1 if any(p.exitcode not in (0, None, -signal.SIGKILL) for p, _ in children) else 0
     return 0
@@ -186,20 +298,29 @@ async def _supervise(
 
 def run_workers(options: RunOptions, workers: int) -> int:
     # Resolve once up front so a bad config is reported once, not once per worker.
-    snapshot, problems = resolve(options.config, options.dataplane, options.dataplane_file)
-    if snapshot is None:
-        for problem in problems:
+    resolution = resolve_dataplane(options.config, options.dataplane, options.dataplane_file)
+    if resolution.snapshot is None:
+        for problem in resolution.problems:
             print(problem, file=sys.stderr)
         return 1
-    setup_logging()
+    setup_logging(options.log_level)
+    for warning in resolution.warnings:
+        log.warning("%s", warning)
+    try:  # bound before forking: a busy admin port fails once, before any worker starts
+        admin_sock = bind_admin(options.admin_host, options.admin_port)
+    except AdminBindError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     ctx = multiprocessing.get_context("fork")  # before any event loop exists in this process
-    child_options = dataclasses.replace(options, admin_port=-1, reuse_port=True)
+    child_options = dataclasses.replace(options, admin_port=-1, reuse_port=True, workers=workers)
     children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     for _ in range(workers):
-        receiver, sender = ctx.Pipe(duplex=False)
-        process = ctx.Process(target=_child, args=(child_options, sender), name="sidecar-worker")
+        parent_end, child_end = ctx.Pipe(duplex=True)
+        process = ctx.Process(
+            target=_child, args=(child_options, child_end, admin_sock), name="sidecar-worker"
+        )
         process.start()
-        sender.close()
-        children.append((process, receiver))
+        child_end.close()
+        children.append((process, parent_end))
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(_supervise(options, children))
+        return runner.run(_supervise(dataclasses.replace(options, workers=workers), children, admin_sock))

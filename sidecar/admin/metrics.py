@@ -1,9 +1,8 @@
-"""Prometheus metric families built at scrape time from the plain counters of listeners and reporter."""
+"""Prometheus metric families (`sidecar_*`) built at scrape time from a StatsSnapshot of plain counters."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -13,24 +12,12 @@ from prometheus_client.core import (
     Metric,
 )
 
-from sidecar.proxy.stats import DURATION_BUCKETS, ListenerStats
+from sidecar.admin.view import StatsSnapshot, merged_stats
+from sidecar.proxy.stats import DURATION_BUCKETS
 from sidecar.reporting.stats import ReporterStats
 
 
-@dataclass(slots=True)
-class RuntimeCounters:
-    reloads_ok: int = 0
-    reloads_failed: int = 0
-
-
-def metric_families(
-    *,
-    listeners: Iterable[tuple[ListenerStats, str]],
-    reporter: ReporterStats | None,
-    counters: RuntimeCounters,
-    ready: bool,
-    info: dict[str, str],
-) -> Iterator[Metric]:
+def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
     requests = CounterMetricFamily(
         "sidecar_requests",
         "HTTP requests by listener, direction and status class",
@@ -60,7 +47,7 @@ def metric_families(
     bytes_tx = CounterMetricFamily(
         "sidecar_response_body_bytes", "Response body bytes sent (tcp: to the client)", labels=["listener"]
     )
-    for stats, name in listeners:
+    for name, stats in merged_stats(snapshot.listeners):
         for status_class, value in stats.requests.items():
             requests.add_metric([name, stats.direction, status_class], value)
         for flag, value in sorted(stats.local_replies.items()):
@@ -77,7 +64,7 @@ def metric_families(
         bytes_tx.add_metric([name], stats.bytes_sent)
     yield from (requests, local, duration, conns_total, conns_active, bytes_rx, bytes_tx)
 
-    r = reporter or ReporterStats()
+    r = snapshot.reporter or ReporterStats()
     yield CounterMetricFamily(
         "sidecar_spans_created", "Spans closed and handed to the reporter", value=r.spans_received
     )
@@ -93,6 +80,11 @@ def metric_families(
         "sidecar_reports_failed", "Span POST attempts that failed (retried)", value=r.reports_failed
     )
     yield CounterMetricFamily("sidecar_reports_dropped", "Span batches given up", value=r.reports_dropped)
+    yield CounterMetricFamily(
+        "sidecar_reporter_timer_flushed",
+        "Flushes started by the flush interval rather than a full batch",
+        value=r.timer_flushed,
+    )
     yield GaugeMetricFamily(
         "sidecar_reporter_buffer_spans", "Spans waiting in the reporter buffer", value=r.buffer_size
     )
@@ -100,12 +92,12 @@ def metric_families(
         "sidecar_reporter_buffer_capacity", "Reporter buffer capacity in spans", value=r.buffer_capacity
     )
     reloads = CounterMetricFamily("sidecar_config_reloads", "Configuration reloads", labels=["result"])
-    reloads.add_metric(["ok"], counters.reloads_ok)
-    reloads.add_metric(["failed"], counters.reloads_failed)
+    reloads.add_metric(["ok"], snapshot.reloads_ok)
+    reloads.add_metric(["failed"], snapshot.reloads_failed)
     yield reloads
     yield GaugeMetricFamily(
-        "sidecar_ready", "1 when every listener is bound and not draining", value=1 if ready else 0
+        "sidecar_ready", "1 when every listener is bound and not draining", value=1 if snapshot.ready else 0
     )
     build = InfoMetricFamily("sidecar_build", "Version and identity of this sidecar")
-    build.add_metric([], info)
+    build.add_metric([], snapshot.build_info)
     yield build

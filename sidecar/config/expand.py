@@ -98,10 +98,10 @@ def _identity(node: yaml.Node) -> str:
     return f"{kind_text}/{name_text}: " if kind is not None else ""
 
 
-def expand_document(node: yaml.Node, env: Mapping[str, str], file: str) -> list[str]:
+def expand_document(node: yaml.Node, env: Mapping[str, str], file: str) -> list[tuple[int, str]]:
     """Expand every scalar value of one composed document (yaml.SafeLoader's `get_node`) in place;
-    problems as `FILE:LINE: KIND/NAME: FIELD.PATH: message`."""
-    problems: list[str] = []
+    problems as (line, `FILE:LINE: KIND/NAME: FIELD.PATH: message`)."""
+    problems: list[tuple[int, str]] = []
     identity = _identity(node)
     seen: set[int] = set()  # an alias shares its anchor's node: expand it once
 
@@ -117,8 +117,9 @@ def expand_document(node: yaml.Node, env: Mapping[str, str], file: str) -> list[
                 walk(item, f"{path}[{index}]")
         elif isinstance(current, yaml.ScalarNode) and "$" in current.value:
             value, found = expand(current.value, env)
-            where = f"{file}:{current.start_mark.line + 1}: {identity}{path or '(document)'}: "
-            problems.extend(where + problem for problem in found)
+            line = current.start_mark.line + 1
+            where = f"{file}:{line}: {identity}{path or '(document)'}: "
+            problems.extend((line, where + problem) for problem in found)
             if value != current.value:
                 current.value = value
                 if current.style is None and current.tag == _STR_TAG:

@@ -1,6 +1,8 @@
-"""Raw documents to typed resources by Kuma's rules; problems as `FILE: KIND/NAME: FIELD: message`.
+"""Raw documents to typed resources by Kuma's rules; problems as `FILE:LINE: KIND/NAME: FIELD: message`.
 
-User errors are collected, never raised: every problem of every file is reported in one pass.
+User errors are collected, never raised: every problem of every file is reported in one pass. Messages
+keep Kuma's wording and add what names the fix: the offending value, the valid choices, and "did you
+mean" for a name or field within two edits of a known one.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sidecar.config.fields import Checks
 from sidecar.config.load import RawResource
 from sidecar.config.model import (
     PROTOCOL_TAG,
@@ -25,8 +28,10 @@ from sidecar.config.model import (
     Source,
     TrafficTrace,
 )
+from sidecar.config.problems import Problem, did_you_mean, shown, where
 
 API_VERSIONS = {"httpJsonV1": "httpJson", "httpJson": "httpJson", "httpProto": "httpProto"}
+BACKEND_TYPES = ("zipkin", "datadog")
 _MESH_SECTIONS = {
     "mtls",
     "logging",
@@ -40,78 +45,16 @@ _MESH_SECTIONS = {
 }
 
 
-class _Problems:
-    """Collects messages for one resource, with field paths relative to the document."""
-
-    def __init__(self, raw: RawResource, out: list[str]) -> None:
-        self.raw = raw
-        self.out = out
-        self.count = 0
-
-    def add(self, path: str, message: str) -> None:
-        self.count += 1
-        prefix = "" if path == "mesh" else self.raw.prefix  # `mesh` is top-level in both forms
-        self.out.append(f"{self.raw.file}: {self.raw.kind}/{self.raw.name}: {prefix}{path}: {message}")
-
-    def mapping(self, value: Any, path: str, allowed: Iterable[str]) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.add(path, "must be a mapping")
-            return {}
-        allowed = set(allowed)
-        for key in value:
-            if key not in allowed:
-                self.add(f"{path}.{key}" if path else str(key), "unknown field")
-        return value
-
-    def sequence(self, value: Any, path: str) -> list[Any]:
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.add(path, "must be a list")
-            return []
-        return value
-
-    def boolean(self, value: Any, path: str, default: bool) -> bool:
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.add(path, "must be a boolean")
-            return default
-        return value
-
-    def port(self, value: Any, path: str, required: bool = True) -> int:
-        if value is None and not required:
-            return 0
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            self.add(path, "port must be in the range [1, 65535]")
-            return 0
-        return value
-
-    def tags(self, value: Any, path: str) -> dict[str, str]:
-        tags = self.mapping(value, path, allowed=value.keys() if isinstance(value, dict) else ())
-        out: dict[str, str] = {}
-        for key, tag in tags.items():
-            if not isinstance(key, str) or not key:
-                self.add(path, "tag name must be non-empty")
-            elif not isinstance(tag, str | int | float) or isinstance(tag, bool) or str(tag) == "":
-                self.add(f'{path}["{key}"]', "tag value must be non-empty")
-            else:
-                out[key] = str(tag)
-        return out
-
-
-def _mesh_name(raw: RawResource, p: _Problems) -> str:
+def _mesh_name(raw: RawResource, p: Checks) -> str:
     if raw.mesh is None:
         return "default"
     if not isinstance(raw.mesh, str) or not raw.mesh:
-        p.add("mesh", "must be a non-empty string")
+        p.add("mesh", f"must be a non-empty string, got {shown(raw.mesh)}")
         return "default"
     return raw.mesh
 
 
-def _creation_time(raw: RawResource, p: _Problems) -> datetime | None:
+def _creation_time(raw: RawResource, p: Checks) -> datetime | None:
     value = raw.creation_time
     if value is None:
         return None
@@ -120,8 +63,19 @@ def _creation_time(raw: RawResource, p: _Problems) -> datetime | None:
     try:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
-        field = "metadata.creationTimestamp" if raw.prefix else "creationTime"
-        p.out.append(f"{raw.file}: {raw.kind}/{raw.name}: {field}: must be an RFC 3339 time")
+        field = ("metadata", "creationTimestamp") if raw.prefix else ("creationTime",)
+        line = raw.line_of(field)
+        p.out.append(
+            Problem(
+                f"{where(raw.file, line)}: {raw.kind}/{raw.name}: {'.'.join(field)}: "
+                f"must be an RFC 3339 time (2024-05-01T12:00:00Z), got {shown(value)}",
+                raw.file,
+                line,
+                raw.kind,
+                raw.name,
+                p.mesh,
+            )
+        )
         return None
 
 
@@ -129,20 +83,20 @@ def _url_problem(url: Any) -> str | None:
     if url is None or url == "":
         return "cannot be empty"
     if not isinstance(url, str):
-        return "invalid URL"
+        return f"invalid URL {shown(url)}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "invalid URL"
+        return f"invalid URL {shown(url)}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "invalid URL"
+        return f"invalid URL {shown(url)}: expected http(s)://HOST:PORT/api/v2/spans"
     if port is None:
-        return "port has to be explicitly specified"
+        return f"port has to be explicitly specified: {shown(url)}"
     return None
 
 
-def _backend(item: Any, path: str, p: _Problems) -> Backend | None:
+def _backend(item: Any, path: str, p: Checks) -> Backend | None:
     spec = p.mapping(item, path, ("name", "type", "sampling", "conf"))
     before = p.count
     name = spec.get("name")
@@ -153,10 +107,12 @@ def _backend(item: Any, path: str, p: _Problems) -> Backend | None:
     if kind == "datadog":
         p.add(f"{path}.type", 'backend type "datadog" is not supported by this sidecar; use "zipkin"')
     elif kind != "zipkin":
-        p.add(f"{path}.type", 'unknown backend type. Available backends: "zipkin", "datadog"')
+        available = ", ".join(f'"{t}"' for t in BACKEND_TYPES)
+        hint = did_you_mean(kind, BACKEND_TYPES)
+        p.add(f"{path}.type", f"unknown backend type {shown(kind)}. Available backends: {available}{hint}")
     sampling = spec.get("sampling", 100.0)
     if isinstance(sampling, bool) or not isinstance(sampling, int | float) or not 0.0 <= sampling <= 100.0:
-        p.add(f"{path}.sampling", "has to be in [0.0 - 100.0] range")
+        p.add(f"{path}.sampling", f"has to be in [0.0 - 100.0] range, got {shown(sampling)}")
         sampling = 100.0
     if kind != "zipkin":
         return None
@@ -169,7 +125,11 @@ def _backend(item: Any, path: str, p: _Problems) -> Backend | None:
         p.add(f"{path}.conf.url", problem)
     api = conf.get("apiVersion", "httpJson")
     if api not in API_VERSIONS:
-        p.add(f"{path}.conf.apiVersion", "has invalid value. Allowed values: httpJsonV1, httpJson, httpProto")
+        p.add(
+            f"{path}.conf.apiVersion",
+            f"has invalid value {shown(api)}. Allowed values: httpJsonV1, httpJson, httpProto"
+            f"{did_you_mean(api, API_VERSIONS)}",
+        )
         api = "httpJson"
     backend = Backend(
         name=name,
@@ -183,30 +143,43 @@ def _backend(item: Any, path: str, p: _Problems) -> Backend | None:
     return backend if p.count == before else None
 
 
-def _mesh(raw: RawResource, out: list[str]) -> Mesh:
-    p = _Problems(raw, out)
+def _mesh(raw: RawResource, out: list[Problem], defined: dict[str, list[str]]) -> Mesh:
+    """The Mesh with its valid backends; `defined[mesh]` gets every backend name written, valid or not,
+    so that a reference to an invalid backend is not reported a second time."""
+    p = Checks(raw, out)
     body = p.mapping(raw.body, "", _MESH_SECTIONS)
     tracing = p.mapping(body.get("tracing"), "tracing", ("defaultBackend", "backends"))
     backends: list[Backend] = []
-    names: set[str] = set()
+    names = defined.setdefault(raw.name, [])
     for i, item in enumerate(p.sequence(tracing.get("backends"), "tracing.backends")):
         path = f"tracing.backends[{i}]"
         name = item.get("name") if isinstance(item, dict) else None
         if isinstance(name, str) and name in names:
-            p.add(f"{path}.name", "name is already used for another backend")
+            first = names.index(name)
+            p.add(
+                f"{path}.name",
+                f'name is already used for another backend: "{name}" (tracing.backends[{first}])',
+            )
         elif isinstance(name, str):
-            names.add(name)
+            names.append(name)
         backend = _backend(item, path, p)
         if backend is not None:
             backends.append(backend)
     default = tracing.get("defaultBackend")
     if default is not None and default != "" and default not in names:
-        p.add("tracing.defaultBackend", "has to be set to one of the tracing backend in mesh")
+        choices = ", ".join(names) or "none defined"
+        p.add(
+            "tracing.defaultBackend",
+            f"{shown(default)} has to be set to one of the tracing backends in mesh: {choices}"
+            f"{did_you_mean(default, names)}",
+        )
     return Mesh(raw.name, default or None, tuple(backends), Source(raw.file, raw.line))
 
 
-def _traffic_trace(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh]) -> TrafficTrace:
-    p = _Problems(raw, out)
+def _traffic_trace(
+    raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh], defined: Mapping[str, list[str]]
+) -> TrafficTrace:
+    p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("selectors", "conf"))
     mesh = _mesh_name(raw, p)
     selectors: list[dict[str, str]] = []
@@ -221,30 +194,33 @@ def _traffic_trace(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh])
         selectors.append(match)
     conf = p.mapping(body.get("conf"), "conf", ("backend",))
     backend = conf.get("backend") or None
-    known = meshes.get(mesh)
-    if known is None:
-        p.add("mesh", f'mesh "{mesh}" does not exist')
-    elif backend is not None and known.backend(str(backend)) is None:
-        p.add("conf.backend", f'tracing backend "{backend}" is not defined in mesh "{mesh}"')
+    if p.mesh_exists(mesh, meshes) and backend is not None:
+        names = defined.get(mesh, [])
+        if backend not in names:  # a backend that is defined but invalid was reported with its Mesh
+            p.add(
+                "conf.backend",
+                f'tracing backend "{backend}" is not defined in mesh "{mesh}" '
+                f"(backends: {', '.join(names) or 'none'}){did_you_mean(backend, names)}",
+            )
     created = _creation_time(raw, p)
     return TrafficTrace(raw.name, mesh, tuple(selectors), backend, created, Source(raw.file, raw.line))
 
 
-def _protocol_ok(tags: Mapping[str, str], path: str, p: _Problems) -> None:
+def _protocol_ok(tags: Mapping[str, str], path: str, p: Checks) -> None:
     proto = tags.get(PROTOCOL_TAG)
     if proto is not None and proto not in PROTOCOLS:
         p.add(
             f'{path}["{PROTOCOL_TAG}"]',
-            f'tag has an invalid value "{proto}". Allowed values: {", ".join(PROTOCOLS)}',
+            f'tag has an invalid value "{proto}". Allowed values: {", ".join(PROTOCOLS)}'
+            f"{did_you_mean(proto, PROTOCOLS)}",
         )
 
 
-def _dataplane(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh]) -> Dataplane:
-    p = _Problems(raw, out)
+def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> Dataplane:
+    p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking",))
     mesh = _mesh_name(raw, p)
-    if mesh not in meshes:
-        p.add("mesh", f'mesh "{mesh}" does not exist')
+    p.mesh_exists(mesh, meshes)
     net = p.mapping(
         body.get("networking"),
         "networking",
@@ -256,12 +232,15 @@ def _dataplane(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh]) -> 
         address = "127.0.0.1"
     if "gateway" in net:
         p.add("networking.gateway", "gateway dataplanes are not supported by this sidecar")
-    used: set[tuple[str, int]] = set()
+    used: dict[tuple[str, int], str] = {}
 
     def claim(host: str, port: int, path: str) -> None:
         if port and (host, port) in used:
-            p.add(path, f"port {port} is already used by another listener of this dataplane")
-        used.add((host, port))
+            p.add(
+                path,
+                f"port {port} is already used by another listener of this dataplane ({used[host, port]})",
+            )
+        used.setdefault((host, port), path)
 
     inbound: list[Inbound] = []
     items = p.sequence(net.get("inbound"), "networking.inbound")
@@ -298,12 +277,11 @@ def _dataplane(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh]) -> 
     return Dataplane(raw.name, mesh, address, tuple(inbound), tuple(outbound), Source(raw.file, raw.line))
 
 
-def _external_service(raw: RawResource, out: list[str], meshes: Mapping[str, Mesh]) -> ExternalService:
-    p = _Problems(raw, out)
+def _external_service(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> ExternalService:
+    p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking", "tags"))
     mesh = _mesh_name(raw, p)
-    if mesh not in meshes:
-        p.add("mesh", f'mesh "{mesh}" does not exist')
+    p.mesh_exists(mesh, meshes)
     net = p.mapping(body.get("networking"), "networking", ("address", "tls"))
     address = net.get("address")
     if not isinstance(address, str) or not address:
@@ -312,7 +290,7 @@ def _external_service(raw: RawResource, out: list[str], meshes: Mapping[str, Mes
     else:
         host, sep, port = address.rpartition(":")
         if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-            p.add("networking.address", "must be host:port with an explicit port")
+            p.add("networking.address", f"must be host:port with an explicit port, got {shown(address)}")
     if "tls" in net:
         p.add("networking.tls", "TLS origination is not supported by this sidecar")
     tags = p.tags(body.get("tags"), "tags")
@@ -322,33 +300,52 @@ def _external_service(raw: RawResource, out: list[str], meshes: Mapping[str, Mes
     return ExternalService(raw.name, mesh, address, tags, Source(raw.file, raw.line))
 
 
-def _unique(items: Iterable[Any], kind: str, out: list[str]) -> None:
+def _unique(items: Iterable[tuple[Any, RawResource]], kind: str, out: list[Problem]) -> None:
     seen: dict[tuple[str, str], Source] = {}
-    for item in items:
+    for item, raw in items:
         key = (getattr(item, "mesh", ""), item.name)
         if key in seen:
             first = seen[key]
-            where = f' in mesh "{key[0]}"' if key[0] else ""
+            in_mesh = f' in mesh "{key[0]}"' if key[0] else ""
+            line = raw.line_of(("metadata", "name") if raw.prefix else ("name",))
             out.append(
-                f"{item.source.file}: {kind}/{item.name}: name: is already used by another {kind}{where} "
-                f"({first.file}:{first.line})"
+                Problem(
+                    f"{where(raw.file, line)}: {kind}/{item.name}: name: is already used by another {kind}"
+                    f"{in_mesh} ({first.file}:{first.line})",
+                    raw.file,
+                    line,
+                    kind,
+                    item.name,
+                    key[0],
+                )
             )
         else:
             seen[key] = item.source
 
 
-def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, list[str]]:
+def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, list[Problem]]:
     """Every problem of every resource, and the resources that parsed (use them only when no problem)."""
-    out: list[str] = []
+    out: list[Problem] = []
     raws = list(raws)
-    meshes_list = [_mesh(r, out) for r in raws if r.kind == "Mesh"]
-    _unique(meshes_list, "Mesh", out)
-    meshes = {m.name: m for m in meshes_list}
-    traces = [_traffic_trace(r, out, meshes) for r in raws if r.kind == "TrafficTrace"]
-    dataplanes = [_dataplane(r, out, meshes) for r in raws if r.kind == "Dataplane"]
-    externals = [_external_service(r, out, meshes) for r in raws if r.kind == "ExternalService"]
+    defined: dict[str, list[str]] = {}
+
+    def of(kind: str) -> list[RawResource]:
+        return [r for r in raws if r.kind == kind]
+
+    mesh_list = [(_mesh(r, out, defined), r) for r in of("Mesh")]
+    _unique(mesh_list, "Mesh", out)
+    meshes = {m.name: m for m, _ in mesh_list}
+    traces = [(_traffic_trace(r, out, meshes, defined), r) for r in of("TrafficTrace")]
+    dataplanes = [(_dataplane(r, out, meshes), r) for r in of("Dataplane")]
+    externals = [(_external_service(r, out, meshes), r) for r in of("ExternalService")]
     _unique(traces, "TrafficTrace", out)
     _unique(dataplanes, "Dataplane", out)
     _unique(externals, "ExternalService", out)
-    resources = Resources(meshes, tuple(traces), tuple(dataplanes), tuple(externals), files)
+    resources = Resources(
+        meshes,
+        tuple(t for t, _ in traces),
+        tuple(d for d, _ in dataplanes),
+        tuple(e for e, _ in externals),
+        files,
+    )
     return resources, out

@@ -271,26 +271,52 @@ def _backend_note(where: dict[int, str]) -> Callable[[dict[str, Any]], str]:
     return lambda span: f"  -> {where[id(span)]}" if id(span) in where else ""
 
 
+def _is_proxy(span: dict[str, Any]) -> bool:
+    return bool(span.get("tags", {}).get("component") == "proxy")
+
+
 def _report(demo: Demo, responses: list[str]) -> tuple[str, int]:
-    out = ["", "Requests:"] + ["  " + line for line in responses] + [""]
-    traces = demo.traces()
-    best = 0
-    # Traces without a sidecar span (an app's health checks) are not the demo's subject.
-    traces = [(s, w) for s, w in traces if any(x.get("tags", {}).get("component") == "proxy" for x in s)]
-    for spans, where in traces:
+    """Requests, trace trees, then two lines whose counts add up: what is shown, and what the
+    collectors received (including traces that are not shown, and why)."""
+    out = ["Requests:"] + ["  " + line for line in responses] + [""]
+    shown: list[tuple[list[dict[str, Any]], dict[int, str]]] = []
+    hidden: list[list[dict[str, Any]]] = []
+    for spans, where in demo.traces():
+        # Traces without a sidecar span are the apps' own health checks, not the demo's subject.
+        if any(_is_proxy(s) for s in spans):
+            shown.append((spans, where))
+        else:
+            hidden.append(spans)
+    best: list[str] = []
+    for spans, where in shown:
         default = demo.collectors[0].name if demo.collectors else ""
         note = {k: v for k, v in where.items() if v != default}
         out.append(render_trace(spans, note=_backend_note(note)))
         out.append("")
-        proxied = {
-            s["localEndpoint"]["serviceName"] for s in spans if s.get("tags", {}).get("component") == "proxy"
-        }
-        best = max(best, len(proxied))
-    per_backend = ", ".join(
-        f"{c.name} ({c.host}:{c.port}): {c.store.accepted} spans" for c in demo.collectors
+        by_start = sorted((s for s in spans if _is_proxy(s)), key=lambda s: s.get("timestamp", 0))
+        sidecars = list(dict.fromkeys(s["localEndpoint"]["serviceName"] for s in by_start))  # in call order
+        if len(sidecars) > len(best):
+            best = sidecars
+    shown_spans = sum(len(spans) for spans, _ in shown)
+    out.append(
+        f"{_count(len(shown), 'trace')} shown ({_count(len(responses), 'request')} sent), "
+        f"{_count(shown_spans, 'span')}, up to {_count(len(best), 'sidecar')} per trace ({', '.join(best)})"
     )
-    out.append(f"{len(traces)} traces; {per_backend}; up to {best} services per trace")
-    return "\n".join(out), best
+    received = sum(c.store.accepted for c in demo.collectors)
+    per_backend = ", ".join(f"{c.name} ({c.host}:{c.port}) {c.store.accepted}" for c in demo.collectors)
+    line = f"collectors received {_count(received, 'span')}: {per_backend}"
+    if hidden:
+        hidden_spans = sum(len(spans) for spans in hidden)
+        line += (
+            f"; not shown: {_count(len(hidden), 'trace')} without a sidecar span "
+            f"({_count(hidden_spans, 'span')}, the apps' health checks)"
+        )
+    out.append(line)
+    return "\n".join(out), len(best)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 async def run_demo_async(config: Path, requests: int, admin_base: int, keep_running: bool) -> int:
@@ -300,8 +326,8 @@ async def run_demo_async(config: Path, requests: int, admin_base: int, keep_runn
         demo = Demo(config, requests, admin_base, Path(tmp))
         n = len(demo.snapshots)
         print(
-            f"Starting {n} services, {n} sidecars, {len(demo.collectors) or len(demo.backend_addresses())} "
-            f"collectors from {config} ...\n",
+            f"Starting {n} services, {n} sidecars and {len(demo.backend_addresses())} collectors "
+            f"from {config} ...\n",
             flush=True,
         )
         try:

@@ -35,6 +35,7 @@ class Listener:
         self.h2_pool = H2Pool(settings, self.pool.resolver)
         self.loop = asyncio.get_running_loop()
         self.draining = False
+        self.protocol = "tcp"  # the kuma.io/protocol it serves (set by start_listener)
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Protocol] = set()
         self.deadlines: set[Exchange] = set()
@@ -196,6 +197,7 @@ async def start_listener(
 ) -> Listener:
     cls = listener_class(protocol)
     listener = cls(name, direction if cls is not TcpListener else "tcp", host, port, route, settings)
+    listener.protocol = protocol
     await listener.start(reuse_port=reuse_port)
     return listener
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +84,34 @@ def load(tmp: Path, docs: list[dict[str, Any]], form: str = "universal") -> Conf
 
 def field_prefix(form: str) -> str:
     return "spec." if form == "kubernetes" else ""
+
+
+# `FILE:LINE: KIND/NAME: FIELD.PATH: message`, the problem line format (DESIGN.md section 4, plus :LINE).
+PROBLEM = re.compile(
+    r"^(?P<file>.+?):(?P<line>\d+): (?P<resource>[^ :]+/[^ :]+): (?P<field>[^ ]+): (?P<message>.*)$"
+)
+
+
+def last_key(field: str) -> str:
+    """The key a field path ends with: `a.b[0]["k.x"]` -> `k.x`, `a.b[0]` -> `b`."""
+    keys = re.findall(r'\["([^"]+)"\]|([^.\[\]]+)', field)
+    return [quoted or plain for quoted, plain in keys if quoted or plain][-1]
+
+
+def find_problem(
+    problems: list[str], file: Path, resource: str, field: str, message: str, line_has: str | None = None
+) -> re.Match[str]:
+    """The problem for `field` of `resource` in `file` containing `message`; its line must be the line
+    of that field in the file, checked against the text (`line_has`: what that line shows instead, for
+    a missing field: its nearest ancestor's line)."""
+    for problem in problems:
+        m = PROBLEM.match(problem)
+        if (
+            m
+            and (m["file"], m["resource"], m["field"]) == (str(file), resource, field)
+            and message in m["message"]
+        ):
+            text = file.read_text().splitlines()[int(m["line"]) - 1]
+            assert (line_has or last_key(field)) in text, (problem, text)
+            return m
+    raise AssertionError(f"no {resource} {field} problem with {message!r} in {problems}")

@@ -106,7 +106,9 @@ def test_documents_are_expanded_in_values_only(tmp_path: Path) -> None:
 def test_unset_variable_is_a_problem_naming_variable_file_line_resource_and_field(tmp_path: Path) -> None:
     path = tmp_path / "dp.yaml"
     path.write_text(DATAPLANE)
-    _, _, problems = load_raw([str(tmp_path)], {"POD_NAME": "p"})
+    _, _, found = load_raw([str(tmp_path)], {"POD_NAME": "p"})
+    problems = [str(p) for p in found]
+    assert found[0].resource == ("Dataplane", "backend", "default")  # so it stops only that sidecar
     assert problems == [
         f"{path}:8: Dataplane/backend: networking.address: ${{POD_IP}}: "
         "environment variable POD_IP is not set and has no default"
@@ -120,7 +122,8 @@ def test_kubernetes_form_paths_carry_spec_and_tag_keys(tmp_path: Path) -> None:
         "  networking:\n    address: 10.0.0.1\n    inbound:\n    - port: 1\n      tags:\n"
         "        kuma.io/service: ${SVC}\n"
     )
-    _, _, problems = load_raw([str(path)], {})
+    _, _, found = load_raw([str(path)], {})
+    problems = [str(p) for p in found]
     assert problems == [
         f'{path}:12: Dataplane/web: spec.networking.inbound[0].tags["kuma.io/service"]: '
         "${SVC}: environment variable SVC is not set and has no default"
@@ -143,8 +146,8 @@ def test_validation_and_snapshot_see_expanded_values(tmp_path: Path, monkeypatch
     result = load_config([str(tmp_path)])
     # servicePort was quoted: it stays the string "8090", which validation rejects as a port.
     assert result.problems == [
-        f"{tmp_path / 'dp.yaml'}: Dataplane/backend: networking.inbound[0].servicePort: "
-        "port must be in the range [1, 65535]"
+        f"{tmp_path / 'dp.yaml'}:11: Dataplane/backend: networking.inbound[0].servicePort: "
+        'port must be in the range [1, 65535], got "8090"'
     ]
     (tmp_path / "dp.yaml").write_text(DATAPLANE.replace('"${APP_PORT:-8082}"', "${APP_PORT:-8082}"))
     result = load_config([str(tmp_path)])

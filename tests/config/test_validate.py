@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sidecar.config import load_config
-from tests.config.helpers import FORMS, MESH, dataplane, field_prefix, load, trace
+from tests.config.helpers import FORMS, MESH, dataplane, field_prefix, find_problem, load, trace
 
 WEB = {"kuma.io/service": "web", "kuma.io/protocol": "http"}
 
@@ -85,7 +85,7 @@ BAD_MESHES: list[tuple[str, dict[str, Any], str, str]] = [
         "default backend missing",
         mesh_with(defaultBackend="nope"),
         "tracing.defaultBackend",
-        "has to be set to one of the tracing backend in mesh",
+        '"nope" has to be set to one of the tracing backends in mesh: jaeger, other',
     ),
     ("backend name empty", mesh_with({"name": ""}), "tracing.backends[0].name", "cannot be empty"),
 ]
@@ -97,18 +97,15 @@ def test_mesh_rules(
     tmp_path: Path, form: str, case: str, mesh: dict[str, Any], field: str, message: str
 ) -> None:
     result = load(tmp_path, [mesh], form)
-    prefix = f"{tmp_path / 'res.yaml'}: Mesh/default: {field_prefix(form)}{field}: "
-    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+    find_problem(result.problems, tmp_path / "res.yaml", "Mesh/default", field_prefix(form) + field, message)
 
 
 def test_duplicate_backend_name(tmp_path: Path) -> None:
     mesh = copy.deepcopy(MESH)
     mesh["tracing"]["backends"][1]["name"] = "jaeger"
     result = load(tmp_path, [mesh])
-    assert (
-        f"{tmp_path / 'res.yaml'}: Mesh/default: tracing.backends[1].name: name is already used for another backend"
-        in result.problems
-    )
+    m = find_problem(result.problems, tmp_path / "res.yaml", "Mesh/default", "tracing.backends[1].name", "")
+    assert m["message"] == 'name is already used for another backend: "jaeger" (tracing.backends[0])'
 
 
 def test_api_version_alias_and_defaults(tmp_path: Path) -> None:
@@ -152,8 +149,7 @@ def test_traffic_trace_rules(
     result = load(tmp_path, [MESH, doc], form)
     # The mesh field is top-level in both forms.
     path = field if field == "mesh" else field_prefix(form) + field
-    prefix = f"{tmp_path / 'res.yaml'}: TrafficTrace/t: {path}: "
-    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+    find_problem(result.problems, tmp_path / "res.yaml", "TrafficTrace/t", path, message)
 
 
 def bad_dp(**patch: Any) -> dict[str, Any]:
@@ -230,8 +226,10 @@ def test_dataplane_rules(
     tmp_path: Path, form: str, case: str, doc: dict[str, Any], field: str, message: str
 ) -> None:
     result = load(tmp_path, [MESH, doc], form)
-    prefix = f"{tmp_path / 'res.yaml'}: Dataplane/dp: {field_prefix(form)}{field}: "
-    assert any(p.startswith(prefix) and message in p for p in result.problems), result.problems
+    line_has = "port: 10002" if case == "outbound without service" else None  # `tags` is missing
+    find_problem(
+        result.problems, tmp_path / "res.yaml", "Dataplane/dp", field_prefix(form) + field, message, line_has
+    )
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -247,14 +245,10 @@ def test_external_service_rules(tmp_path: Path, form: str) -> None:
         },
     ]
     problems = load(tmp_path, docs, form).problems
-    p = field_prefix(form)
-    assert any(
-        x.endswith(f"ExternalService/e1: {p}networking.address: must be host:port with an explicit port")
-        for x in problems
-    )
-    assert any(
-        x.endswith(f'ExternalService/e1: {p}tags: tag "kuma.io/service" is required') for x in problems
-    )
+    p, file = field_prefix(form), tmp_path / "res.yaml"
+    m = find_problem(problems, file, "ExternalService/e1", f"{p}networking.address", "")
+    assert m["message"] == 'must be host:port with an explicit port, got "httpbin.org"'
+    find_problem(problems, file, "ExternalService/e1", f"{p}tags", 'tag "kuma.io/service" is required')
 
 
 @pytest.mark.parametrize("form", FORMS)
@@ -269,7 +263,9 @@ def test_names_unique_per_kind_and_mesh(tmp_path: Path, form: str) -> None:
     ]
     problems = load(tmp_path, docs, form).problems
     assert len([p for p in problems if "is already used by another Dataplane" in p]) == 1
-    assert any(p.startswith(f"{tmp_path / 'res.yaml'}: Dataplane/dp: name: ") for p in problems)
+    find_problem(
+        problems, tmp_path / "res.yaml", "Dataplane/dp", "name", "is already used by another Dataplane"
+    )
 
 
 def test_unknown_kind_and_wrong_api_version(tmp_path: Path) -> None:
@@ -280,8 +276,14 @@ def test_unknown_kind_and_wrong_api_version(tmp_path: Path) -> None:
     ]
     problems = load(tmp_path, docs).problems
     assert any("TrafficRoute/r: type: unknown kind 'TrafficRoute'" in p for p in problems)
-    assert any("MeshTrace/m: kind: unknown kind 'MeshTrace'" in p for p in problems)
-    assert any("Mesh/x: apiVersion: must be kuma.io/v1alpha1" in p for p in problems)
+    assert any(
+        p.endswith(
+            "MeshTrace/m: kind: unknown kind 'MeshTrace'; supported: Mesh, TrafficTrace, Dataplane, "
+            "ExternalService; MeshTrace (Kuma 2.x) is not supported yet, use TrafficTrace"
+        )
+        for p in problems
+    )
+    assert any('Mesh/x: apiVersion: must be kuma.io/v1alpha1, got "v1"' in p for p in problems)
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
@@ -335,3 +337,150 @@ def test_wrong_types_everywhere_do_not_crash(tmp_path: Path) -> None:
     ]
     problems = load(tmp_path, docs).problems
     assert problems and all(p.startswith(str(tmp_path)) for p in problems)
+
+
+# Messages that name the fix: the value, the valid choices, "did you mean" within two edits --------------
+FIX_MESSAGES: list[tuple[str, list[dict[str, Any]], str, str, str]] = [
+    (
+        "misspelled field",
+        [mesh_with({"samplng": 5})],
+        "Mesh/default",
+        "tracing.backends[0].samplng",
+        'unknown field; did you mean "sampling"?',
+    ),
+    (
+        "unknown field far from any",
+        [mesh_with({"colour": "red"})],
+        "Mesh/default",
+        "tracing.backends[0].colour",
+        "unknown field; valid fields: conf, name, sampling, type",
+    ),
+    (
+        "backend type",
+        [mesh_with({"type": "carrier-pigeon"})],
+        "Mesh/default",
+        "tracing.backends[0].type",
+        'unknown backend type "carrier-pigeon". Available backends: "zipkin", "datadog"',
+    ),
+    (
+        "backend type typo",
+        [mesh_with({"type": "zipkn"})],
+        "Mesh/default",
+        "tracing.backends[0].type",
+        'unknown backend type "zipkn". Available backends: "zipkin", "datadog"; did you mean "zipkin"?',
+    ),
+    (
+        "sampling value",
+        [mesh_with({"sampling": 101})],
+        "Mesh/default",
+        "tracing.backends[0].sampling",
+        "has to be in [0.0 - 100.0] range, got 101",
+    ),
+    (
+        "api version typo",
+        [mesh_with({"conf": {"apiVersion": "httpjson"}})],
+        "Mesh/default",
+        "tracing.backends[0].conf.apiVersion",
+        'has invalid value "httpjson". Allowed values: httpJsonV1, httpJson, httpProto; did you mean "httpJson"?',
+    ),
+    (
+        "url without port",
+        [mesh_with({"conf": {"url": "http://jaeger/api/v2/spans"}})],
+        "Mesh/default",
+        "tracing.backends[0].conf.url",
+        'port has to be explicitly specified: "http://jaeger/api/v2/spans"',
+    ),
+    (
+        "default backend typo",
+        [mesh_with(defaultBackend="jeager")],
+        "Mesh/default",
+        "tracing.defaultBackend",
+        '"jeager" has to be set to one of the tracing backends in mesh: jaeger, other; did you mean "jaeger"?',
+    ),
+    (
+        "traffic trace backend typo",
+        [MESH, trace("t", {"kuma.io/service": "*"}, backend="jaegr")],
+        "TrafficTrace/t",
+        "conf.backend",
+        'tracing backend "jaegr" is not defined in mesh "default" (backends: jaeger, other); did you mean "jaeger"?',
+    ),
+    (
+        "mesh typo",
+        [MESH, dataplane("dp", WEB, mesh="defualt")],
+        "Dataplane/dp",
+        "mesh",
+        'mesh "defualt" does not exist (meshes: default); did you mean "default"?',
+    ),
+    (
+        "protocol typo",
+        [MESH, dataplane("dp", {"kuma.io/service": "web", "kuma.io/protocol": "htp"})],
+        "Dataplane/dp",
+        'networking.inbound[0].tags["kuma.io/protocol"]',
+        'tag has an invalid value "htp". Allowed values: grpc, http, http2, kafka, tcp; did you mean "http"?',
+    ),
+    (
+        "port value",
+        [MESH, bad_dp(port=70000)],
+        "Dataplane/dp",
+        "networking.inbound[0].port",
+        "port must be in the range [1, 65535], got 70000",
+    ),
+    (
+        "boolean value",
+        [mesh_with({"conf": {"traceId128bit": "yes"}})],
+        "Mesh/default",
+        "tracing.backends[0].conf.traceId128bit",
+        'must be a boolean (true or false), got "yes"',
+    ),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("case", "docs", "resource", "field", "message"), FIX_MESSAGES, ids=[c[0] for c in FIX_MESSAGES]
+)
+def test_messages_name_the_fix(
+    tmp_path: Path, form: str, case: str, docs: list[dict[str, Any]], resource: str, field: str, message: str
+) -> None:
+    result = load(tmp_path, docs, form)
+    path = field if field == "mesh" else field_prefix(form) + field
+    m = find_problem(result.problems, tmp_path / "res.yaml", resource, path, message)
+    assert m["message"] == message
+
+
+def test_a_defined_but_invalid_backend_is_reported_once(tmp_path: Path) -> None:
+    mesh = mesh_with({"sampling": 500})  # backend "jaeger" is invalid, and the mesh's default
+    docs = [mesh, trace("t", {"kuma.io/service": "*"}, backend="jaeger")]
+    result = load(tmp_path, docs)
+    assert [p.split(": ", 1)[1] for p in result.problems] == [
+        "Mesh/default: tracing.backends[0].sampling: has to be in [0.0 - 100.0] range, got 500"
+    ]
+
+
+def test_every_field_error_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "lines.yaml"
+    path.write_text(
+        "type: Mesh\n"  # 1
+        "name: default\n"  # 2
+        "---\n"  # 3
+        "type: Dataplane\n"  # 4
+        "name: dp\n"  # 5
+        "networking:\n"  # 6
+        "  address: 127.0.0.1\n"  # 7
+        "  inbound:\n"  # 8
+        "  - port: 10001\n"  # 9
+        "    servicePort: 99999\n"  # 10
+        "    tags:\n"  # 11
+        "      kuma.io/service: web\n"  # 12
+        "      kuma.io/protocol: htp\n"  # 13
+        "  outbond: []\n"  # 14
+    )
+    problems = load_config([str(path)]).problems
+    assert sorted(problems) == sorted(
+        [
+            f"{path}:10: Dataplane/dp: networking.inbound[0].servicePort: port must be in the range [1, 65535], got 99999",
+            f'{path}:13: Dataplane/dp: networking.inbound[0].tags["kuma.io/protocol"]: tag has an invalid value "htp". '
+            'Allowed values: grpc, http, http2, kafka, tcp; did you mean "http"?',
+            f'{path}:14: Dataplane/dp: networking.outbond: unknown field; did you mean "outbound"?',
+        ]
+    )

@@ -88,4 +88,13 @@ def test_demo_prints_a_trace_tree_across_three_services(tmp_path: Path) -> None:
     assert (
         "frontend-app" in trees[0] and "backend-app" in trees[0]
     )  # OpenTelemetry's and py_zipkin's spans joined
-    assert "up to 3 services per trace" in out
+    assert "\n\n\n" not in out and not out.startswith("\n")  # no stray blank lines
+    shown, received = out.strip().splitlines()[-2:]
+    assert shown.startswith("2 traces shown (2 requests sent), 18 spans, up to 3 sidecars per trace")
+    assert shown.endswith("(frontend, backend, db-api)")
+    # The counts agree: per collector adds up to the total, and shown + not shown is what arrived.
+    total = int(re.match(r"collectors received (\d+) spans: ", received).group(1))  # type: ignore[union-attr]
+    per_backend = [int(n) for n in re.findall(r"\) (\d+)", received)]
+    hidden = re.search(r"not shown: \d+ traces? without a sidecar span \((\d+) spans?", received)
+    assert sum(per_backend) == total
+    assert 18 + (int(hidden.group(1)) if hidden else 0) == total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -208,3 +209,40 @@ async def test_access_log_lines(tmp_path: Path) -> None:
         and inbound["upstream_host"].startswith("127.0.0.1:")
     )
     assert {r["x_request_id"] for r in lines} == {"rid-42"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", inbound["start_time"])  # %START_TIME%
+
+
+async def post(port: int, path: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}{path}") as resp:
+        return resp.status, await resp.text()
+
+
+async def test_workers_parent_answers_the_admin_and_tells_every_worker(tmp_path: Path) -> None:
+    async with topology(tmp_path, "--workers", "2") as topo:
+        for _ in range(4):
+            assert (await topo.call()).status == 200
+        admin = topo.sidecars[0].admin
+        _, info = await get(admin, "/server_info")
+        assert json.loads(info)["command_line_options"]["concurrency"] == 2
+
+        async def counted() -> bool:
+            _, text = await get(
+                admin, f"/stats?filter=^http\\.localhost_{topo.web.port}\\.downstream_rq_2xx$"
+            )
+            return text == f"http.localhost_{topo.web.port}.downstream_rq_2xx: 4\n"
+
+        await wait_until(counted)  # both workers' counters, added up by the parent
+        status, loggers = await post(admin, "/logging?level=debug")
+        assert status == 200 and "sidecar: debug" in loggers
+        assert await post(admin, "/drain_listeners?inboundonly") == (200, "OK\n")
+        assert await get(admin, "/ready") == (503, "DRAINING\n")
+
+        async def inbound_closed() -> bool:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", topo.web_in)
+            except OSError:
+                return True
+            writer.close()
+            return False
+
+        await wait_until(inbound_closed)  # every worker stopped accepting on the shared port
