@@ -87,6 +87,8 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "idle_timeout": (_positive, None),
     "max_header_kb": (_number(int, 1, 8192), None),
     "max_headers": (_number(int, 1, 10000), None),
+    "stream_idle_timeout": (_positive, None),
+    "lag_probe_interval": (_number(float, 0.001, 60), 0.1),
     "flush_interval": (_positive, None),
     "min_batch": (_number(int, 1), None),
     "max_batch": (_number(int, 1), None),
@@ -169,6 +171,8 @@ def _parser() -> argparse.ArgumentParser:
     add(data, "idle_timeout", "SECONDS", "idle downstream keep-alive (300)")
     add(data, "max_header_kb", "KB", "request head size limit (60)")
     add(data, "max_headers", "N", "request header count limit (100)")
+    add(data, "stream_idle_timeout", "SECONDS", "an HTTP/2 stream with no frame either way ends (300)")
+    add(data, "lag_probe_interval", "SECONDS", "event-loop lag probe period (0.1; the benchmark: 0.001)")
     rep = r.add_argument_group("span reporter")
     add(rep, "flush_interval", "SECONDS", "between flushes (1)")
     add(rep, "min_batch", "SPANS", "a flush starts at this many spans (200)")
@@ -327,6 +331,7 @@ def _run(args: argparse.Namespace) -> int:
         "idle_timeout": values["idle_timeout"],
         "max_header_bytes": values["max_header_kb"] * 1024 if values["max_header_kb"] else None,
         "max_headers": values["max_headers"],
+        "stream_idle_timeout": values["stream_idle_timeout"],
     }
     proxy = ProxySettings(**{k: v for k, v in proxy_changes.items() if v is not None})
     admin_host, admin_port = values["admin_address"]
@@ -343,6 +348,7 @@ def _run(args: argparse.Namespace) -> int:
         watch=not args.no_watch,
         workers=values["workers"],
         log_level=values["log_level"],
+        lag_probe_interval=values["lag_probe_interval"],
     )
     setup_logging(options.log_level)
     for warning in unknown_variables(os.environ):

@@ -22,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sidecar import __version__
+from sidecar import __version__, loop_lag
 from sidecar.admin.levels import level_name, set_level
 from sidecar.admin.server import AdminBindError, bind_admin, bound_address, start_admin
 from sidecar.admin.view import DRAINING, LIVE, PRE_INITIALIZING, ListenerInfo, ServerInfo, StatsSnapshot
@@ -69,6 +69,7 @@ class RunOptions:
     reuse_port: bool = False
     workers: int = 1
     log_level: str = "info"
+    lag_probe_interval: float = 0.1  # seconds between event-loop lag probes (the benchmark uses 0.001)
 
 
 def build_info(snapshot: Mapping[str, Any], workers: int) -> dict[str, str]:
@@ -118,6 +119,7 @@ class Runtime:
         self.retired: list[Listener] = []  # drained after a reload, kept for their final stats
         self.reporter: Reporter | None = None
         self.counters = RuntimeCounters()
+        self.loop_lag = loop_lag.LagStats()
         self.access_log: AccessLog | None = None
         self.started = time.monotonic()
         self._initialized = False
@@ -178,6 +180,7 @@ class Runtime:
             uptime_seconds=time.monotonic() - self.started,
             concurrency=self.options.workers,
             build_info=build_info(self.config_dump(), self.options.workers),
+            loop_lag=self.loop_lag,
         )
 
     def server_info(self) -> ServerInfo:
@@ -242,6 +245,7 @@ class Runtime:
             self._admin = await start_admin(self, self._admin_sock)
         await self.apply(snapshot)
         self.spawn(self._flush_access_log())
+        self.spawn(loop_lag.probe(self.loop_lag, self.options.lag_probe_interval))
         self._initialized = True
 
     @property

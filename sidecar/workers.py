@@ -35,6 +35,7 @@ from sidecar.admin.view import (
 )
 from sidecar.config import resolve_dataplane
 from sidecar.config.address import join_host_port
+from sidecar.loop_lag import LagStats
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
 from sidecar.runtime import (
@@ -145,6 +146,7 @@ class WorkersView:
         listeners: dict[tuple[str, str, bool], ListenerInfo] = {}
         reporter: ReporterStats | None = None
         counters = RuntimeCounters()
+        lag = LagStats()
         for report in self.reports.values():
             for raw in report.get("listeners", []):
                 add = _listener_info(raw)
@@ -164,6 +166,11 @@ class WorkersView:
                 sum_into(reporter, one)
                 reporter.last_error = one.last_error or reporter.last_error
             sum_into(counters, RuntimeCounters(**report.get("counters", {})))
+            if report.get("loop_lag"):
+                one_lag = LagStats(**report["loop_lag"])
+                top = max(lag.max, one_lag.max)
+                sum_into(lag, one_lag)
+                lag.max = top  # the worst worker's, not a sum
         return StatsSnapshot(
             listeners=list(listeners.values()),
             reporter=reporter,
@@ -173,6 +180,7 @@ class WorkersView:
             uptime_seconds=time.monotonic() - self.started,
             concurrency=self.count,
             build_info=build_info(self.config_dump(), self.count),
+            loop_lag=lag,
         )
 
     def server_info(self) -> ServerInfo:

@@ -170,6 +170,8 @@ BAD_VALUES = {
     "idle_timeout": "never",
     "max_header_kb": "0",
     "max_headers": "-1",
+    "stream_idle_timeout": "0",
+    "lag_probe_interval": "0.0001",
     "flush_interval": "0",
     "min_batch": "0",
     "max_batch": "1.5",

@@ -11,7 +11,7 @@ _handed_out: set[int] = set()
 _rng = random.Random()  # seeded from the OS: parallel runs of the suite pick different ports
 
 
-def _ephemeral_range() -> tuple[int, int]:
+def ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
@@ -23,7 +23,7 @@ def free_port(host: str = "127.0.0.1") -> int:
     """A port outside the kernel's ephemeral range, so no outgoing connection of any process can take it
     between now and its use; never the same twice in this process; free when checked. Another program
     may still bind it meanwhile: tests that start a process with it retry on a bind failure."""
-    low, high = _ephemeral_range()
+    low, high = ephemeral_range()
     choices = range(10000, low) if low - 10000 >= 2000 else range(high + 1, 65536)
     for _ in range(200):
         port = _rng.choice(choices)

@@ -13,6 +13,7 @@ from prometheus_client.core import (
 )
 
 from sidecar.admin.view import StatsSnapshot, merged_stats
+from sidecar.loop_lag import LAG_BUCKETS
 from sidecar.proxy.stats import DURATION_BUCKETS
 from sidecar.reporting.stats import ReporterStats
 
@@ -47,6 +48,14 @@ def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
     bytes_tx = CounterMetricFamily(
         "sidecar_response_body_bytes", "Response body bytes sent (tcp: to the client)", labels=["listener"]
     )
+    streams = GaugeMetricFamily(
+        "sidecar_http2_streams_active", "Open HTTP/2 streams from clients", labels=["listener"]
+    )
+    h2_errors = CounterMetricFamily(
+        "sidecar_http2_protocol_errors",
+        "HTTP/2 client connections ended with GOAWAY, by kind (bad preface, rapid reset, flood, ...)",
+        labels=["listener", "kind"],
+    )
     for name, stats in merged_stats(snapshot.listeners):
         for status_class, value in stats.requests.items():
             requests.add_metric([name, stats.direction, status_class], value)
@@ -62,7 +71,10 @@ def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
         conns_active.add_metric([name], stats.connections_active)
         bytes_rx.add_metric([name], stats.bytes_received)
         bytes_tx.add_metric([name], stats.bytes_sent)
-    yield from (requests, local, duration, conns_total, conns_active, bytes_rx, bytes_tx)
+        streams.add_metric([name], stats.streams_active)
+        for kind, value in sorted(stats.h2_errors.items()):
+            h2_errors.add_metric([name, kind], value)
+    yield from (requests, local, duration, conns_total, conns_active, bytes_rx, bytes_tx, streams, h2_errors)
 
     r = snapshot.reporter or ReporterStats()
     yield CounterMetricFamily(
@@ -98,6 +110,21 @@ def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "sidecar_ready", "1 when every listener is bound and not draining", value=1 if snapshot.ready else 0
     )
+    if snapshot.loop_lag is not None:
+        lag = snapshot.loop_lag
+        cumulative = 0
+        lag_buckets: list[tuple[str, float]] = []
+        for bound, count in zip((*LAG_BUCKETS, float("inf")), lag.buckets, strict=True):
+            cumulative += count
+            lag_buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        histogram = HistogramMetricFamily(
+            "sidecar_event_loop_lag_seconds", "How late a periodic callback ran: what every request waits"
+        )
+        histogram.add_metric([], lag_buckets, lag.total)
+        yield histogram
+        yield GaugeMetricFamily(
+            "sidecar_event_loop_lag_max_seconds", "The largest event-loop lag seen since start", value=lag.max
+        )
     build = InfoMetricFamily("sidecar_build", "Version and identity of this sidecar")
     build.add_metric([], snapshot.build_info)
     yield build

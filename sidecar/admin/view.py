@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sidecar.loop_lag import LagStats
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
 
@@ -47,6 +48,7 @@ class StatsSnapshot:
     uptime_seconds: float
     concurrency: int  # worker processes
     build_info: dict[str, str]
+    loop_lag: LagStats | None = None  # the event loop's lag (summed over workers; max is the max)
 
     @property
     def ready(self) -> bool:

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 from sidecar.demo.runner import EMBEDDED_CONFIG
-from tests.util import free_port
+from tests.util import ephemeral_range, free_port
 
 
 def free_block(n: int) -> int:
     """A base port with n free ports after it (checked, then released)."""
     for _ in range(50):
         base = free_port()
-        if base + n >= 65535:
+        if base + n >= min(65535, ephemeral_range()[0]):  # the block stays outside the ephemeral range
             continue
         socks = []
         try:
