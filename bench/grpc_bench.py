@@ -170,9 +170,12 @@ def main() -> int:
     try:
         h.start_collector("sink")
         server_port = free_port()
-        server = subprocess.Popen([PY, "-c", SERVER, str(server_port)], stdout=subprocess.PIPE, text=True)
-        h.procs.append(server)  # type: ignore[arg-type]
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        server = h.spawn([PY, "-c", SERVER, str(server_port)], "grpc-server")
+        log = h.workdir / "grpc-server.log"
+        deadline = time.monotonic() + 20
+        while "ready" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline and server.poll() is None, "the gRPC server did not start"
+            time.sleep(0.05)
         peers = {
             "direct": Peer("direct", server_port, [server.pid], []),
             "sidecar-0": start_sidecar(h, "sidecar-0", server_port, 0.0),
