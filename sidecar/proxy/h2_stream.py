@@ -12,7 +12,14 @@ import h2.errors
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_base import NO_ACK, Ack
-from sidecar.proxy.head import H2RequestHead, chunk, h2_response_from_h1, h2_trailers, last_chunk
+from sidecar.proxy.head import (
+    H2RequestHead,
+    chunk,
+    h2_response_from_h1,
+    h2_response_from_h2,
+    h2_trailers,
+    last_chunk,
+)
 from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
@@ -444,7 +451,7 @@ class H2ToH2Stream(H2Stream):
             up, self.up = self.up, None
             if up is not None and not self.req_done:
                 up.cancel(self.up_sid)
-        self.send_response_head(headers, end=end)
+        self.send_response_head(h2_response_from_h2(headers), end=end)
 
     def on_up_data(self, data: bytes, flow: int) -> None:
         up, up_sid = self.up, self.up_sid
@@ -455,7 +462,7 @@ class H2ToH2Stream(H2Stream):
         up, self.up = self.up, None
         if up is not None and not self.req_done:
             up.cancel(self.up_sid)  # the upstream answered before the whole request: it wants no more
-        self.send_response_end(trailers)
+        self.send_response_end(h2_response_from_h2(trailers) if trailers else None)
 
     def on_up_reset(self, code: int) -> None:
         self.up = None

@@ -378,6 +378,20 @@ def h2_response_from_h1(status: int, headers: list[Header]) -> list[Header]:
     return out
 
 
+_H2_FORBIDDEN = frozenset(HOP_BY_HOP - {b"te"})
+
+
+def h2_response_from_h2(headers: list[Header]) -> list[Header]:
+    """An upstream HTTP/2 header block as relayed to a client: nothing connection-specific, names in
+    lowercase (h2 does not validate the upstream's blocks, see h2_base.h2_config)."""
+    for name, _ in headers:
+        if name in _H2_FORBIDDEN or name != name.lower():
+            break
+    else:
+        return headers  # the usual case: nothing to drop or fix
+    return [(n.lower(), v) for n, v in headers if n.lower() not in _H2_FORBIDDEN]
+
+
 def h2_trailers(headers: list[Header]) -> list[Header]:
     """Trailer fields for HTTP/2: lowercase, nothing hop-by-hop, no pseudo-headers."""
     return [(n.lower(), v) for n, v in headers if n[:1] != b":" and n.lower() not in HOP_BY_HOP]

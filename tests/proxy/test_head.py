@@ -10,6 +10,7 @@ from sidecar.proxy.head import (
     RequestHead,
     ResponseHead,
     check_version,
+    h2_response_from_h2,
     informational,
     render_h1_request,
     response_framing,
@@ -202,3 +203,16 @@ def test_informational_drops_hop_by_hop() -> None:
     assert informational(103, b"Early Hints", [(b"Link", b"</a>"), (b"Connection", b"x")]) == (
         b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
     )
+
+
+def test_h2_upstream_response_loses_connection_specific_fields() -> None:
+    clean = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+    assert h2_response_from_h2(clean) is clean  # nothing to fix: the list itself
+    dirty = [
+        (b":status", b"200"),
+        (b"Connection", b"close"),
+        (b"keep-alive", b"5"),
+        (b"X-Up", b"1"),
+        (b"te", b"trailers"),
+    ]
+    assert h2_response_from_h2(dirty) == [(b":status", b"200"), (b"x-up", b"1"), (b"te", b"trailers")]
