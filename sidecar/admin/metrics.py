@@ -89,7 +89,7 @@ def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
         "sidecar_reports_sent", "Span POSTs the collector accepted", value=r.reports_sent
     )
     yield CounterMetricFamily(
-        "sidecar_reports_failed", "Span POST attempts that failed (retried)", value=r.reports_failed
+        "sidecar_reports_failed", "Span POST attempts that got no HTTP response", value=r.reports_failed
     )
     yield CounterMetricFamily("sidecar_reports_dropped", "Span batches given up", value=r.reports_dropped)
     yield CounterMetricFamily(

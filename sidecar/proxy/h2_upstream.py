@@ -19,7 +19,7 @@ from sidecar.proxy.endpoint import Endpoint, ResolutionError, Resolver
 from sidecar.proxy.h2_base import H2Peer, Headers
 
 if TYPE_CHECKING:
-    from sidecar.proxy.h2_stream import H2ToH2Stream
+    from sidecar.proxy.h2_to_h2 import H2ToH2Stream
     from sidecar.proxy.settings import ProxySettings
 
 

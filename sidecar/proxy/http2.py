@@ -23,7 +23,9 @@ from hyperframe.frame import GoAwayFrame
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_base import H2Peer
-from sidecar.proxy.h2_stream import H2Stream, H2ToH1Stream, H2ToH2Stream
+from sidecar.proxy.h2_stream import H2Stream
+from sidecar.proxy.h2_to_h1 import H2ToH1Stream
+from sidecar.proxy.h2_to_h2 import H2ToH2Stream
 from sidecar.proxy.head import H2RequestHead, render_h1_request_from_h2, render_h2_request
 from sidecar.proxy.http1 import H2_PREFACE, peer_name
 

@@ -1,8 +1,9 @@
 """Ships encoded spans of one backend in batched Zipkin v2 POSTs; never blocks or fails traffic.
 
-`submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. One flusher
-task sends one POST at a time. Delivery is at most once, because Zipkin and Jaeger deduplicate nothing
-(a span sent twice shows twice in the UI):
+`submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. The
+flusher keeps up to MAX_INFLIGHT POSTs under way (one at a time cannot keep up on a loop busy with a
+thousand connections, where each POST waits several turns). Delivery is at most once, because Zipkin
+and Jaeger deduplicate nothing (a span sent twice shows twice in the UI):
 
 - a batch whose POST got any HTTP response is settled: 2xx is sent, anything else dropped (`rejected`);
 - a batch whose request was not fully handed to the connection (connection refused, reset while
@@ -36,6 +37,7 @@ from sidecar.tracing.encoding import JSON, Encoding
 
 log = logging.getLogger(__name__)
 
+MAX_INFLIGHT = 4  # POSTs at once: on a busy loop each takes several turns, so one at a time falls behind
 _BACKOFF_BASE = 0.1
 _BACKOFF_CAP = 5.0
 _WARN_EVERY = 60.0  # seconds between warnings about the same collector
@@ -78,7 +80,8 @@ class Reporter:
         self._wake = asyncio.Event()
         self._rng = rng or random.Random()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[bytes] | None = None  # the batch the flusher holds
+        self._inflight: dict[asyncio.Task[None], list[bytes]] = {}  # POSTs under way and their batch
+        self._slots = asyncio.Semaphore(MAX_INFLIGHT)
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self._last_warning = -_WARN_EVERY
@@ -101,7 +104,7 @@ class Reporter:
     # Life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        connector = aiohttp.TCPConnector(limit=1, keepalive_timeout=30)
+        connector = aiohttp.TCPConnector(limit=MAX_INFLIGHT, keepalive_timeout=30)
         trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
         trace.on_request_chunk_sent.append(_on_chunk_sent)
         self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, trace_configs=[trace])
@@ -111,6 +114,7 @@ class Reporter:
         """Send what is buffered within `timeout` (an in-flight POST may finish); drop the rest."""
         self._closing = True
         self._wake.set()
+        deadline = asyncio.get_running_loop().time() + timeout
         task = self._task
         if task is not None and not task.done():
             try:
@@ -119,9 +123,16 @@ class Reporter:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._inflight:  # cut off by the timeout: maybe sent, so never re-queued
-            self._drop(self._inflight, "shutdown")
-            self._inflight = None
+        sending = list(self._inflight)
+        if sending:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, late = await asyncio.wait(sending, timeout=left)
+            for post in late:
+                post.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for batch in self._inflight.values():  # cut off by the timeout: maybe sent, never re-queued
+            self._drop(batch, "shutdown")
+        self._inflight.clear()
         if self._buffer:
             self._drop(list(self._buffer), "shutdown")
             self._buffer.clear()
@@ -145,14 +156,21 @@ class Reporter:
                 self.stats.timer_flushed += 1
             # After a wake-up send full batches; after the interval (or on close) whatever waits.
             while self._buffer:
-                self._inflight = self._take()
-                await self._send(self._inflight)
-                self._inflight = None
+                await self._slots.acquire()  # at most MAX_INFLIGHT POSTs at once
+                batch = self._take()
+                post = asyncio.create_task(self._send(batch))
+                self._inflight[post] = batch
+                post.add_done_callback(self._posted)
                 if len(self._buffer) < self._min_batch and not self._closing:
                     break
             self.stats.buffer_size = len(self._buffer)
             if self._closing:
                 return
+
+    def _posted(self, post: asyncio.Task[None]) -> None:
+        if not post.cancelled():
+            self._inflight.pop(post, None)  # a cancelled one is dropped by aclose
+        self._slots.release()
 
     def _take(self) -> list[bytes]:
         buffer = self._buffer
