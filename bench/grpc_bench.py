@@ -70,58 +70,6 @@ asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
 GRPC_BODY = b"\x00\x00\x00\x00\x20" + b"x" * 32  # the 5-byte gRPC prefix and a 32-byte message
 
 
-def sidecar_config(port: int, server: int, sampling: float, collector: int) -> str:
-    return f"""type: Mesh
-name: default
-tracing:
-  defaultBackend: sink
-  backends:
-  - name: sink
-    type: zipkin
-    sampling: {sampling}
-    conf:
-      url: http://127.0.0.1:{collector}/api/v2/spans
----
-type: TrafficTrace
-name: all
-mesh: default
-selectors:
-- match:
-    kuma.io/service: '*'
----
-type: Dataplane
-name: echo-01
-mesh: default
-networking:
-  address: 127.0.0.1
-  inbound:
-  - port: {port}
-    servicePort: {server}
-    tags:
-      kuma.io/service: echo
-      kuma.io/protocol: grpc
-"""
-
-
-def start_sidecar(h: Harness, name: str, server: int, sampling: float) -> Peer:
-    port, admin = free_port(), free_port()
-    config = h.workdir / f"{name}.yaml"
-    config.write_text(sidecar_config(port, server, sampling, h.collector_port))
-    cmd = [PY, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "echo-01"]
-    cmd += ["--admin-address", f"127.0.0.1:{admin}", "--no-watch"]
-    proc = h.spawn(cmd, name)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1):
-                break
-        except OSError:
-            time.sleep(0.05)
-    return Peer(name, port, [proc.pid], [proc])
-
-
 def grpcio_load(port: int, callers: int, seconds: float) -> dict[str, Any]:
     import json
 
@@ -178,8 +126,8 @@ def main() -> int:
             time.sleep(0.05)
         peers = {
             "direct": Peer("direct", server_port, [server.pid], []),
-            "sidecar-0": start_sidecar(h, "sidecar-0", server_port, 0.0),
-            "sidecar-100": start_sidecar(h, "sidecar-100", server_port, 100.0),
+            "sidecar-0": h.start_sidecar("sidecar-0", server_port, 0.0, lag_probe=0.1, protocol="grpc"),
+            "sidecar-100": h.start_sidecar("sidecar-100", server_port, 100.0, lag_probe=0.1, protocol="grpc"),
         }
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in peers}
         order = list(peers)

@@ -148,7 +148,7 @@ class Harness:
             f"http {{ access_log off; client_body_temp_path {prefix}/tmp; proxy_temp_path {prefix}/tmp;"
             f" fastcgi_temp_path {prefix}/tmp; uwsgi_temp_path {prefix}/tmp; scgi_temp_path {prefix}/tmp;\n"
             f"  keepalive_requests 1000000;\n{body}\n"
-            f"  server {{ listen 127.0.0.1:{port} reuseport; location / {{ {{LOC}} }} }} }}\n"
+            f"  server {{ listen 127.0.0.1:{port} reuseport backlog=4096; location / {{ {{LOC}} }} }} }}\n"
         )
         return [self.nginx or "nginx", "-p", str(prefix), "-c", str(conf)]
 
@@ -200,8 +200,15 @@ class Harness:
         return Peer("naive", port, [proc.pid], [proc])
 
     def start_sidecar(
-        self, name: str, upstream: int, sampling: float, workers: int = 1, lag_probe: float = 0.001
+        self,
+        name: str,
+        upstream: int,
+        sampling: float,
+        workers: int = 1,
+        lag_probe: float = 0.001,
+        protocol: str = "http",
     ) -> Peer:
+        """`sidecar run` for one inbound (kuma.io/protocol `protocol`) in front of `upstream`."""
         port, admin = free_port(), free_port()
         config = self.workdir / f"config-{name}.yaml"
         config.write_text(
@@ -233,7 +240,7 @@ networking:
     servicePort: {upstream}
     tags:
       kuma.io/service: bench
-      kuma.io/protocol: http
+      kuma.io/protocol: {protocol}
 """
         )
         cmd = [PY, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "bench-01"]

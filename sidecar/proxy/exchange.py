@@ -92,15 +92,22 @@ class Exchange:
         raise NotImplementedError
 
     # Upstream -----------------------------------------------------------------------------------
-    def begin(self) -> None:
-        """Pick an endpoint and attach to an idle pooled connection, or open one."""
+    def pick_endpoint(self) -> Endpoint | None:
+        """The next endpoint (round robin), counted; None after answering 503 UH when there is none."""
         endpoint = self.route.next_endpoint()
         if endpoint is None:
             self.local_flag(errors.NO_HEALTHY_UPSTREAM)
-            return
+            return None
         self.endpoint = endpoint
         stats = self.host.stats
         stats.count_endpoint(stats.upstream_rq, endpoint.key)
+        return endpoint
+
+    def begin(self) -> None:
+        """Pick an endpoint and attach to an idle pooled connection, or open one."""
+        endpoint = self.pick_endpoint()
+        if endpoint is None:
+            return
         conn = self.host.pool.acquire(endpoint)
         if conn is not None:
             self.attach(conn)

@@ -43,14 +43,9 @@ class H2ToH2Stream(H2Stream):
         self.retried = False
 
     def begin(self) -> None:
-        endpoint = self.route.next_endpoint()
-        if endpoint is None:
-            self.local_flag(errors.NO_HEALTHY_UPSTREAM)
-            return
-        self.endpoint = endpoint
-        stats = self.host.stats
-        stats.count_endpoint(stats.upstream_rq, endpoint.key)
-        self.host.h2_pool.open_stream(endpoint, self)
+        endpoint = self.pick_endpoint()
+        if endpoint is not None:
+            self.host.h2_pool.open_stream(endpoint, self)
 
     def attach_h2(self, up: H2Upstream) -> None:
         """Called by the pool with a connection that has room for one more stream."""
