@@ -66,8 +66,17 @@ class OnePool:
         pass
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's when installed, as `sidecar run` uses: timers and callbacks cost what they cost there."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def run(settings: TracerSettings | None, n: int) -> float:
-    loop = asyncio.new_event_loop()
+    loop = new_loop()
     listener = FakeListener(loop)
     pool = OnePool(listener.settings)
     listener.pool = pool  # type: ignore[assignment]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sidecar.config.match import best_traffic_trace
-from sidecar.config.model import Backend, Dataplane, Outbound, Resources
+from sidecar.config.model import PROTOCOL_TAG, SERVICE_TAG, Backend, Dataplane, Outbound, Resources
 
 #: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc)...
 TRACED_PROTOCOLS = frozenset({"http", "http2", "grpc"})
@@ -44,7 +44,7 @@ class InboundListener:
 
     @property
     def service(self) -> str:
-        return self.tags["kuma.io/service"]
+        return self.tags[SERVICE_TAG]
 
     @property
     def traced(self) -> bool:
@@ -116,7 +116,7 @@ class SnapshotError(Exception):
 
 
 def _protocol_of(tags: Mapping[str, str]) -> str:
-    return tags.get("kuma.io/protocol", "tcp")
+    return tags.get(PROTOCOL_TAG, "tcp")
 
 
 _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
@@ -139,11 +139,11 @@ def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> Outb
         if other.mesh != dataplane.mesh or other.name == dataplane.name:
             continue
         for inbound in other.inbound:
-            if inbound.tags.get("kuma.io/service") == out.service:
+            if inbound.tags.get(SERVICE_TAG) == out.service:
                 endpoints.append(f"{other.listen_address(inbound)}:{inbound.port}")
                 protocols.add(_protocol_of(inbound.tags))
     for ext in sorted(resources.external_services, key=lambda e: e.name):
-        if ext.mesh == dataplane.mesh and ext.tags.get("kuma.io/service") == out.service:
+        if ext.mesh == dataplane.mesh and ext.tags.get(SERVICE_TAG) == out.service:
             external.append(ext.address)
             protocols.add(_protocol_of(ext.tags))
     by_dns = kubernetes_service_endpoint(out.service)
@@ -155,7 +155,7 @@ def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> Outb
     if len(protocols) == 1:
         protocol = protocols.pop()
     elif not protocols:
-        protocol = out.tags.get("kuma.io/protocol", "tcp")
+        protocol = out.tags.get(PROTOCOL_TAG, "tcp")
     else:
         protocol = "tcp"
     return OutboundListener(out.address, out.port, out.service, protocol, tuple(endpoints))
@@ -186,7 +186,7 @@ def build_snapshot(resources: Resources, dataplane_name: str, dataplane: Datapla
         )
         for i in dataplane.inbound
     )
-    services = sorted(i.tags["kuma.io/service"] for i in dataplane.inbound if "kuma.io/service" in i.tags)
+    services = sorted(i.tags[SERVICE_TAG] for i in dataplane.inbound if SERVICE_TAG in i.tags)
     return Snapshot(
         mesh=dataplane.mesh,
         dataplane=dataplane.name,

@@ -1,9 +1,9 @@
 """Ships encoded spans of one backend in batched Zipkin v2 POSTs; never blocks or fails traffic.
 
 `submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. The
-flusher keeps up to MAX_INFLIGHT POSTs under way (one at a time cannot keep up on a loop busy with a
-thousand connections, where each POST waits several turns). Delivery is at most once, because Zipkin
-and Jaeger deduplicate nothing (a span sent twice shows twice in the UI):
+flusher sends one POST at a time, and up to MAX_INFLIGHT while full batches wait (one at a time cannot
+keep up on a loop busy with a thousand connections, where each POST waits several turns). Delivery is
+at most once, because Zipkin and Jaeger deduplicate nothing (a span sent twice shows twice in the UI):
 
 - a batch whose POST got any HTTP response is settled: 2xx is sent, anything else dropped (`rejected`);
 - a batch whose request was not fully handed to the connection (connection refused, reset while
@@ -82,6 +82,8 @@ class Reporter:
         self._task: asyncio.Task[None] | None = None
         self._inflight: dict[asyncio.Task[None], list[bytes]] = {}  # POSTs under way and their batch
         self._slots = asyncio.Semaphore(MAX_INFLIGHT)
+        self._settled = asyncio.Event()  # a POST finished, or a full batch waits
+        self._max_batch = self.settings.max_batch
         self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self._last_warning = -_WARN_EVERY
@@ -100,6 +102,8 @@ class Reporter:
         stats.buffer_size = size = len(buffer)
         if size >= self._min_batch and not self._wake.is_set():
             self._wake.set()
+        if size >= self._max_batch and not self._settled.is_set():
+            self._settled.set()
 
     # Life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -114,6 +118,7 @@ class Reporter:
         """Send what is buffered within `timeout` (an in-flight POST may finish); drop the rest."""
         self._closing = True
         self._wake.set()
+        self._settled.set()
         deadline = asyncio.get_running_loop().time() + timeout
         task = self._task
         if task is not None and not task.done():
@@ -156,6 +161,14 @@ class Reporter:
                 self.stats.timer_flushed += 1
             # After a wake-up send full batches; after the interval (or on close) whatever waits.
             while self._buffer:
+                if self._inflight and len(self._buffer) < self._max_batch and not self._closing:
+                    # Less than a full batch waits: let it grow while the POST under way finishes
+                    # (fewer, larger POSTs); a second POST starts only for a backlog.
+                    self._settled.clear()
+                    await self._settled.wait()
+                    if len(self._buffer) < self._min_batch and not self._closing:
+                        break
+                    continue
                 await self._slots.acquire()  # at most MAX_INFLIGHT POSTs at once
                 batch = self._take()
                 post = asyncio.create_task(self._send(batch))
@@ -171,6 +184,7 @@ class Reporter:
         if not post.cancelled():
             self._inflight.pop(post, None)  # a cancelled one is dropped by aclose
         self._slots.release()
+        self._settled.set()
 
     def _take(self) -> list[bytes]:
         buffer = self._buffer

@@ -17,7 +17,7 @@ from sidecar.tracing.encoding import JSON, Encoding
 from sidecar.tracing.ids import hex64, new_id64
 from sidecar.tracing.request_id import is_valid_request_id, new_request_id
 from sidecar.tracing.sampling import sample, threshold
-from sidecar.tracing.span import Span, SpanKind, http_url, parse_endpoint
+from sidecar.tracing.span import Span, SpanKind, http_url, zipkin_endpoint
 
 __all__ = ["TRACE_HEADER_NAMES", "Decision", "SpanKind", "Tracer", "TracerSettings"]
 
@@ -195,7 +195,7 @@ class Tracer:
         if status == 0 or status >= 500:
             closing["error"] = "true"
         if span.kind == "SERVER":
-            span.remote_endpoint = parse_endpoint(span.peer_address)
+            span.remote_endpoint = zipkin_endpoint(span.peer_address)
         else:
-            span.remote_endpoint = parse_endpoint(upstream_address, span.remote_service)
+            span.remote_endpoint = zipkin_endpoint(upstream_address, span.remote_service)
         return self._encode(span)

@@ -7,12 +7,12 @@ from typing import Any
 
 import orjson
 
-from sidecar.tracing.span import Endpoint, Span
+from sidecar.tracing.span import Span, ZipkinEndpoint
 
 CONTENT_TYPE = "application/json"
 
 
-def _endpoint(ep: Endpoint) -> dict[str, Any]:
+def _endpoint(ep: ZipkinEndpoint) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if ep.service_name:
         out["serviceName"] = ep.service_name

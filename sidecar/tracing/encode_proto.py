@@ -11,7 +11,7 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 
-from sidecar.tracing.span import Endpoint, Span
+from sidecar.tracing.span import Span, ZipkinEndpoint
 
 CONTENT_TYPE = "application/x-protobuf"
 _KIND = {"CLIENT": 1, "SERVER": 2}
@@ -44,7 +44,7 @@ def _tag_key(key: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=4096)
-def _endpoint(ep: Endpoint) -> bytes:
+def _endpoint(ep: ZipkinEndpoint) -> bytes:
     out = b""
     if ep.service_name:
         out += _field(1, ep.service_name.encode())
@@ -59,7 +59,7 @@ def _endpoint(ep: Endpoint) -> bytes:
 
 @functools.lru_cache(maxsize=64)
 def _local_endpoint(service: str) -> bytes:
-    return _field(8, _endpoint(Endpoint(service_name=service)))
+    return _field(8, _endpoint(ZipkinEndpoint(service_name=service)))
 
 
 def encode_span_message(span: Span) -> bytes:

@@ -12,7 +12,7 @@ PATH_TAG_LIMIT = 256  # Envoy's default max_path_tag_length
 
 
 @dataclass(frozen=True, slots=True)
-class Endpoint:
+class ZipkinEndpoint:
     service_name: str | None = None
     ipv4: str | None = None
     ipv6: str | None = None
@@ -20,8 +20,8 @@ class Endpoint:
 
 
 @functools.lru_cache(maxsize=4096)
-def parse_endpoint(address: str | None, service_name: str | None = None) -> Endpoint | None:
-    """`ip:port` or `[ipv6]:port` (or a bare ip) to an Endpoint; hostnames keep only the service name.
+def zipkin_endpoint(address: str | None, service_name: str | None = None) -> ZipkinEndpoint | None:
+    """`ip:port` or `[ipv6]:port` (or a bare ip) to a ZipkinEndpoint; hostnames keep only the service name.
 
     Cached: peers and upstreams repeat across requests, and ip_address() is slow."""
     ipv4 = ipv6 = None
@@ -43,7 +43,7 @@ def parse_endpoint(address: str | None, service_name: str | None = None) -> Endp
             port = None  # a port without an address says nothing useful
     if service_name is None and ipv4 is None and ipv6 is None:
         return None
-    return Endpoint(service_name, ipv4, ipv6, port)
+    return ZipkinEndpoint(service_name, ipv4, ipv6, port)
 
 
 class Span:
@@ -98,7 +98,7 @@ class Span:
         self.debug = debug
         self.peer_address = peer_address
         self.remote_service = remote_service
-        self.remote_endpoint: Endpoint | None = None
+        self.remote_endpoint: ZipkinEndpoint | None = None
 
     def __repr__(self) -> str:
         ids = f"{self.trace_id}/{self.span_id} parent={self.parent_id}"

@@ -15,7 +15,7 @@ from sidecar.collector.proto import DecodeError, decode_list_of_spans
 from sidecar.collector.store import TraceStore
 from sidecar.collector.tree import render_trace
 from sidecar.tracing import encode_proto
-from sidecar.tracing.span import Endpoint, Span
+from sidecar.tracing.span import Span, ZipkinEndpoint
 
 ClientFactory = Callable[..., Awaitable[TestClient]]
 
@@ -61,7 +61,7 @@ async def test_post_proto_padded_ids_join_json_trace(
         tags={"http.status_code": "200"},
         shared=False,
     )
-    s.remote_endpoint = Endpoint("backend", "127.0.0.1", None, 8080)
+    s.remote_endpoint = ZipkinEndpoint("backend", "127.0.0.1", None, 8080)
     body = encode_proto.encode_span(s)
     resp = await client.post("/api/v2/spans", data=body, headers={"Content-Type": "application/x-protobuf"})
     assert resp.status == 202

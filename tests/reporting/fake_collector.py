@@ -25,10 +25,20 @@ class FakeCollector:
     script: list[tuple[int, float]] = field(default_factory=list)  # (status, delay) per request, then 202
     posts: list[Post] = field(default_factory=list)  # accepted or not, every request that arrived
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    active: int = 0  # POSTs being handled right now
+    most_active: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         self.posts.append(Post(body, dict(request.headers)))
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            return await self._answer(request)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         status, delay = self.script.pop(0) if self.script else (202, 0.0)
         self.arrived.set()
         if delay:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from sidecar.collector.proto import decode_list_of_spans
 from sidecar.reporting import Reporter, ReporterSettings, SettingsError
+from sidecar.reporting.reporter import MAX_INFLIGHT
 from sidecar.tracing import encode_proto
 from sidecar.tracing.encoding import JSON, PROTO
 from sidecar.tracing.span import Span
@@ -310,3 +311,27 @@ def test_settings_from_env_and_errors() -> None:
     with pytest.raises(SettingsError, match="buffer_capacity"):
         ReporterSettings(buffer_capacity=10)
     assert ReporterSettings().replace(max_batch=None, min_batch=7).min_batch == 7
+
+
+async def test_a_backlog_goes_out_in_parallel_a_trickle_one_post_at_a_time(
+    aiohttp_server: ServerFactory,
+) -> None:
+    collector = FakeCollector(script=[(202, 0.3)] * 20)
+    reporter = Reporter(
+        await start_collector(aiohttp_server, collector), JSON, settings(min_batch=3, max_batch=10)
+    )
+    await reporter.start()
+    for i in range(3):  # a trickle: one POST, and what comes meanwhile waits for it to grow
+        reporter.submit(json_span(i))
+    await collector.arrived.wait()
+    for i in range(3, 9):
+        reporter.submit(json_span(i))
+        await asyncio.sleep(0)
+    await wait_for(lambda: reporter.stats.spans_sent == 9)
+    assert collector.most_active == 1 and [len(orjson.loads(p.body)) for p in collector.posts] == [3, 6]
+    for i in range(9, 49):  # a backlog of 4 full batches: they go out together
+        reporter.submit(json_span(i))
+    await wait_for(lambda: reporter.stats.spans_sent == 49)
+    assert collector.most_active == MAX_INFLIGHT
+    await reporter.aclose()
+    assert sorted(names(collector)) == sorted(f"s{i}" for i in range(49))
