@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import orjson
 
@@ -139,3 +140,17 @@ async def test_drain_finishes_in_flight_and_refuses_new(bench: Bench) -> None:
 async def test_upstream_timeout_default_is_15s() -> None:
     assert ProxySettings().upstream_timeout == 15.0
     assert ProxySettings().max_header_bytes == 60 * 1024 and ProxySettings().max_headers == 100
+
+
+async def test_access_log_of_a_connect_failure_names_the_host_and_counts_the_body(
+    bench: Bench, refused_port: int
+) -> None:
+    records: list[dict[str, object]] = []
+    listener = await bench.proxy(refused_port)
+    listener.route = dataclasses.replace(listener.route, access_log=records.append)
+    reply = await exchange(listener.bound[1], b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    body = reply.partition(b"\r\n\r\n")[2]
+    (record,) = records
+    assert record["response_flags"] == "UF" and record["upstream_host"] == f"127.0.0.1:{refused_port}"
+    assert record["bytes_sent"] == len(body) > 0  # Envoy's %BYTES_SENT% counts a local reply's body
+    assert last_span(bench)["tags"]["upstream_address"] == f"127.0.0.1:{refused_port}"
