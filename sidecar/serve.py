@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import logging
 import os
 import signal
@@ -63,15 +62,6 @@ async def _ticker(runtime: Runtime, on_tick: Callable[[Runtime], None], every: f
         await asyncio.sleep(every)
 
 
-def tune_gc() -> None:
-    """What start-up built lives as long as the process: freeze it out of the collector's scans, and
-    collect young objects less often (requests make many, few of them in cycles). Measured with
-    bench/bench_proxy.py: about 1 us less per traced request."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-
-
 async def serve(
     options: RunOptions,
     ready_message: bool = True,
@@ -91,7 +81,6 @@ async def serve(
             on_error(exc.problems)
         await runtime.shutdown()
         return 1
-    tune_gc()
     if on_tick is not None:
         runtime.spawn(_ticker(runtime, on_tick, 0.5))
     if on_start is not None:

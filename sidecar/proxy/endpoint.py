@@ -12,16 +12,17 @@ import ipaddress
 import logging
 import socket
 import time
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 log = logging.getLogger("sidecar.proxy")
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
+class Endpoint(NamedTuple):
+    """A tuple, so the pool's per-request dictionary lookups hash it in C."""
+
     host: str  # an IP address or a DNS name, without brackets
     port: int
-    key: str = field(compare=False)  # "host:port" as configured: stats and logs use it
+    key: str  # "host:port" as configured: stats and logs use it
 
     @property
     def is_name(self) -> bool:

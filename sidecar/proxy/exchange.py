@@ -37,6 +37,7 @@ class Exchange:
         "deadline",
         "decision",
         "endpoint",
+        "extra_tags",
         "finished",
         "flags",
         "host",
@@ -80,6 +81,7 @@ class Exchange:
         self.finished = False
         self._timer: asyncio.TimerHandle | None = None
         self.deadline = 0.0  # when on_timeout fires (0: no timeout running)
+        self.extra_tags: dict[str, str] | None = None  # protocol-specific closing tags (gRPC's)
 
     # To be provided by the protocol -------------------------------------------------------------
     def attach(self, upstream: UpstreamConnection) -> None:
@@ -99,8 +101,8 @@ class Exchange:
             self.local_flag(errors.NO_HEALTHY_UPSTREAM)
             return None
         self.endpoint = endpoint
-        stats = self.host.stats
-        stats.count_endpoint(stats.upstream_rq, endpoint.key)
+        counts = self.host.stats.upstream_rq
+        counts[endpoint.key] = counts.get(endpoint.key, 0) + 1
         return endpoint
 
     def begin(self) -> None:
@@ -189,15 +191,11 @@ class Exchange:
                     response_size=self.response_size,
                     response_flags=self.flags,
                     upstream_address=self.upstream_address,
-                    tags=self.span_tags(),
+                    tags=self.extra_tags,
                 )
             )
         if route.access_log is not None:
             route.access_log(self.access_record(seconds))
-
-    def span_tags(self) -> dict[str, str] | None:
-        """Protocol-specific closing tags (gRPC's), or None."""
-        return None
 
     def access_record(self, seconds: float) -> dict[str, Any]:
         return {

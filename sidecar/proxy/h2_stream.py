@@ -32,7 +32,6 @@ class H2Stream(Exchange):
     __slots__ = (
         "closed",
         "down",
-        "grpc_tags",
         "is_grpc",
         "is_head",
         "last_activity",
@@ -60,10 +59,9 @@ class H2Stream(Exchange):
         self.sid = sid
         self.is_head = head.method == b"HEAD"
         self.is_grpc = grpc.is_grpc(head.content_type)
-        self.grpc_tags: dict[str, str] = {}
         if self.is_grpc and decision.span is not None:
             assert head.content_type is not None
-            self.grpc_tags = grpc.request_tags(
+            self.extra_tags = grpc.request_tags(
                 head.path, head.authority, head.content_type, head.grpc_timeout
             )
         self.pending: list[tuple[bytes, int]] = []  # request data (and its flow-controlled size) waiting
@@ -143,8 +141,8 @@ class H2Stream(Exchange):
         self.response_started = True
         status = headers[0][1] if headers and headers[0][0] == b":status" else b"0"
         self.status = int(status) if status.isdigit() else 0
-        if self.is_grpc and end:
-            self.grpc_tags.update(grpc.status_tags(headers))  # a trailers-only response
+        if self.extra_tags is not None and end:
+            self.extra_tags.update(grpc.status_tags(headers))  # a trailers-only gRPC response
         self.down.send_headers(self.sid, headers, end_stream=end)
         if end and not self.req_done:
             self.down.reset(self.sid, h2.errors.ErrorCodes.NO_ERROR)  # see response_finished
@@ -164,8 +162,8 @@ class H2Stream(Exchange):
     def send_response_end(self, trailers: Headers | None) -> None:
         if self.closed:
             return
-        if trailers and self.is_grpc:
-            self.grpc_tags.update(grpc.status_tags(trailers))
+        if trailers and self.extra_tags is not None:
+            self.extra_tags.update(grpc.status_tags(trailers))
         stop_upload = None if self.req_done else h2.errors.ErrorCodes.NO_ERROR
         self.down.end_stream(self.sid, trailers or None, then_reset=stop_upload)
         self.down.touch()
@@ -230,6 +228,3 @@ class H2Stream(Exchange):
             self.cut(errors.STREAM_IDLE_TIMEOUT)
         else:
             self.local_flag(errors.UPSTREAM_TIMEOUT)
-
-    def span_tags(self) -> dict[str, str] | None:
-        return self.grpc_tags or None

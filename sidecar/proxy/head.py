@@ -23,7 +23,7 @@ Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from sidecar.tracing.decide import TRACE_HEADER_NAMES
 
@@ -31,6 +31,7 @@ CRLF = b"\r\n"
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
+_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}  # what a response head's loop looks at twice
 #: Rule 2: never treated as connection options, whatever a Connection header says.
 NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 Header = tuple[bytes, bytes]
@@ -52,12 +53,12 @@ class Framing(enum.Enum):
     CLOSE = "close"  # until the upstream closes
 
 
-def connection_options(headers: Iterable[tuple[bytes, bytes, bytes]]) -> set[bytes]:
-    """Lowercase field names listed in Connection headers, minus those rule 2 protects."""
+def connection_options(values: Iterable[bytes]) -> set[bytes]:
+    """Lowercase field names listed in the values of Connection headers, minus those rule 2 protects."""
     tokens: set[bytes] = set()
-    for lname, _, value in headers:
-        if lname == b"connection":
-            tokens.update(t.strip().lower() for t in value.split(b","))
+    for value in values:
+        for token in value.split(b","):
+            tokens.add(token.strip().lower())
     tokens -= NOT_CONNECTION_OPTIONS
     return tokens
 
@@ -67,7 +68,8 @@ def _codings(values: list[bytes]) -> list[bytes]:
 
 
 def check_version(version: str) -> str:
-    """Rule 3: the version the head is treated as ("1.0" or "1.1"), or HeadError."""
+    """Rule 3: the version the head is treated as ("1.0" or "1.1"), or HeadError (callers skip the
+    call for "1.1" and "1.0")."""
     if version in ("1.1", "1.0"):
         return version
     major, _, minor = version.partition(".")
@@ -86,6 +88,7 @@ class RequestHead:
         "chunked",
         "codings",
         "content_length",
+        "has_body",
         "has_host",
         "has_xfp",
         "options",
@@ -114,7 +117,8 @@ class RequestHead:
                 has_host = True
                 authority = value
             elif lname == b"connection":
-                options.update(t.strip().lower() for t in value.split(b","))
+                for token in value.split(b","):
+                    options.add(token.strip().lower())
             elif lname == b"user-agent":
                 user_agent = value
             elif lname == b"x-forwarded-proto":
@@ -137,11 +141,9 @@ class RequestHead:
         self.chunked = bool(self.codings) and self.codings[-1].lower() == b"chunked"
         self.content_length = content_length
         self.options = options - NOT_CONNECTION_OPTIONS if options else options
-
-    @property
-    def has_body(self) -> bool:
-        length = self.content_length
-        return self.chunked or (length is not None and length.strip() not in (b"0", b""))
+        self.has_body = self.chunked or (
+            content_length is not None and content_length.strip() not in (b"0", b"")
+        )
 
 
 def render_h1_request(
@@ -202,29 +204,37 @@ class ResponseHead:
         close: bool,
     ) -> None:
         """`close`: the client connection ends after this response (its request or the proxy asks)."""
-        triples = [(n.lower(), n, v) for n, v in headers]
-        options = connection_options(triples)
+        lowered = [n.lower() for n, _ in headers]
+        options: Collection[bytes] = ()
+        if b"connection" in lowered:
+            options = connection_options(
+                [v for n, (_, v) in zip(lowered, headers, strict=True) if n == b"connection"]
+            )
         te: list[bytes] = []
         has_length = False
         out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for lname, name, value in triples:
-            if lname == b"transfer-encoding":
-                te.append(value)
-                continue
-            if lname in HOP_BY_HOP or lname in options:
-                if status == 101 and lname == b"upgrade":
-                    out += (name, b": ", value, CRLF)
-                continue
-            if lname == b"content-length":
-                has_length = True
+        for lname, (name, value) in zip(lowered, headers, strict=True):
+            if lname in _RESPONSE_SPECIAL or lname in options:
+                if lname == b"transfer-encoding":
+                    te.append(value)
+                    continue
+                if lname == b"content-length":
+                    has_length = True
+                elif status != 101 or lname != b"upgrade":
+                    continue  # hop-by-hop, or named in Connection
             out += (name, b": ", value, CRLF)
-        codings = _codings(te)
+        codings = _codings(te) if te else te
         self.down_chunked = False
         if status == 101:
             self.framing = Framing.NONE
             out.append(b"connection: upgrade\r\n")
         else:
-            self.framing = response_framing(status, is_head=is_head, codings=codings, has_length=has_length)
+            if has_length and not codings and not is_head and 200 <= status < 300 and status != 204:
+                self.framing = Framing.LENGTH  # the usual answer, without a call
+            else:
+                self.framing = response_framing(
+                    status, is_head=is_head, codings=codings, has_length=has_length
+                )
             if self.framing is Framing.CHUNKED or self.framing is Framing.CLOSE:
                 if client_version == "1.1":
                     self.down_chunked = True
@@ -369,7 +379,7 @@ def render_h1_request_from_h2(
 def h2_response_from_h1(status: int, headers: list[Header]) -> list[Header]:
     """An HTTP/1.1 response head as an HTTP/2 header list: lowercase, no connection-specific fields."""
     triples = [(n.lower(), n, v) for n, v in headers]
-    options = connection_options(triples)
+    options = connection_options([value for lname, _, value in triples if lname == b"connection"])
     out = [(b":status", b"%d" % status)]
     for lname, _, value in triples:
         if lname in HOP_BY_HOP or lname in options:

@@ -278,7 +278,9 @@ class DownstreamConnection(asyncio.Protocol):
         method = parser.get_method()
         if method == b"CONNECT":
             raise HeadError(405, "CONNECT is not supported")
-        version = check_version(parser.get_http_version())
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            version = check_version(version)
         head = RequestHead(self._headers, version)
         route = self.host.route
         upgrade = parser.should_upgrade()

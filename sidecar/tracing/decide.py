@@ -55,10 +55,6 @@ class Decision:
     debug: bool = False
 
 
-def _text(value: str | bytes) -> str:
-    return value.decode("latin-1") if isinstance(value, bytes) else value
-
-
 def _wall_anchor_ns() -> int:
     return time.time_ns() - time.monotonic_ns()
 
@@ -140,7 +136,15 @@ class Tracer:
 
         span = None
         if sampled:
-            authority, path = _text(authority), _text(path)
+            # Header bytes are decoded here, for the span only.
+            if isinstance(authority, bytes):
+                authority = authority.decode("latin-1")
+            if isinstance(path, bytes):
+                path = path.decode("latin-1")
+            if isinstance(method, bytes):
+                method = method.decode("latin-1")
+            if isinstance(user_agent, bytes):
+                user_agent = user_agent.decode("latin-1")
             start_ns = self._mono()
             span = Span(
                 trace_id=trace_id,
@@ -159,10 +163,10 @@ class Tracer:
                     "node_id": self.node_id,
                     "guid:x-request-id": request_id,
                     "http.url": http_url(scheme, authority, path),
-                    "http.method": _text(method),
+                    "http.method": method,
                     "http.protocol": protocol,
                     "downstream_cluster": "-",
-                    "user_agent": _text(user_agent) if user_agent else "-",
+                    "user_agent": user_agent or "-",
                     "peer.address": peer_address,
                     "component": "proxy",
                     "upstream_cluster": upstream_cluster,
