@@ -70,7 +70,10 @@ class _Recording:
         return data
 
 
-async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, dict[bytes, bytes], bytes]:
+Request = tuple[bytes, dict[bytes, bytes], bytes]  # request line, headers (lowercase names), body
+
+
+async def read_request(reader: asyncio.StreamReader) -> Request:
     """Head and a Content-Length or chunked body, as a minimal HTTP/1.1 server would."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -104,6 +107,17 @@ class Bench:
     spans: list[bytes]
     listeners: list[Listener]
     upstreams: list[RawUpstream]
+
+    async def recording_upstream(self, answer: bytes) -> tuple[RawUpstream, list[Request]]:
+        """An upstream that reads one request per connection (kept in the list) and answers `answer`."""
+        got: list[Request] = []
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            got.append(await read_request(reader))
+            writer.write(answer)
+            await writer.drain()
+
+        return await self.upstream(handler), got
 
     async def upstream(self, handler: Handler) -> RawUpstream:
         up = await RawUpstream(handler).start()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httptools
 import pytest
 
-from tests.proxy.conftest import Bench, read_request
+from tests.proxy.conftest import Bench
 from tests.proxy.strict_upstream import StrictUpstream
 
 SMUGGLED = b"GET /attacker-chosen HTTP/1.1\r\nX-Ignore: "
@@ -126,14 +126,9 @@ async def test_upstream_sees_exactly_what_the_client_gets_answers_to(
 
 
 async def test_other_transfer_codings_are_kept(bench: Bench) -> None:
-    got: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n")
-        await writer.drain()
-
-    up = await bench.upstream(handler)
+    up, got = await bench.recording_upstream(
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n2\r\nzz\r\n0\r\n\r\n"
+    )
     listener = await bench.proxy(up.port)
     reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound[1])
     writer.write(

@@ -112,14 +112,7 @@ async def test_h1_trailers_become_h2_trailers(bench: Bench) -> None:
 
 
 async def test_h2_request_body_to_h1_upstream_is_chunked(bench: Bench) -> None:
-    got: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-
-    async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        got.append(await read_request(reader))
-        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-        await writer.drain()
-
-    up = await bench.upstream(record)
+    up, got = await bench.recording_upstream(b"HTTP/1.1 204 No Content\r\n\r\n")
     listener = await bench.proxy(up.port)
     client = await H2Client.open(listener.bound[1])
     sid = client.request([*POST, (b"cookie", b"a=1"), (b"cookie", b"b=2")], end=False)
