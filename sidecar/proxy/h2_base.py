@@ -20,6 +20,7 @@ import h2.connection
 import h2.errors
 import h2.exceptions
 import h2.settings
+from h2.connection import ConnectionInputs, ConnectionState
 
 from sidecar.proxy.settings import ProxySettings
 
@@ -60,12 +61,38 @@ def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
     )
 
 
+class _GoawayKeepsOpen(h2.connection.H2ConnectionStateMachine):
+    """h2 closes a connection's state machine when a GOAWAY arrives, and then refuses every frame
+    either way. RFC 9113 6.8 says the streams up to the GOAWAY's last-stream-id may still finish: a
+    gRPC server stopping with a grace period answers its calls after the GOAWAY, a client may say
+    goodbye with calls open. So a GOAWAY received leaves an open connection open; which streams may
+    still start is the proxy's decision (the pool opens none on it, the downstream refuses new ones)."""
+
+    _transitions = {
+        **h2.connection.H2ConnectionStateMachine._transitions,
+        (ConnectionState.CLIENT_OPEN, ConnectionInputs.RECV_GOAWAY): (None, ConnectionState.CLIENT_OPEN),
+        (ConnectionState.SERVER_OPEN, ConnectionInputs.RECV_GOAWAY): (None, ConnectionState.SERVER_OPEN),
+    }
+
+
+class H2Connection(h2.connection.H2Connection):
+    """h2's connection with a GOAWAY received treated as RFC 9113 says (see `_GoawayKeepsOpen`)."""
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config)
+        self.state_machine = _GoawayKeepsOpen()
+
+    def clear_outbound_data_buffer(self) -> None:
+        """h2 calls this only on a GOAWAY received, dropping what it queued before it in the same
+        read (a SETTINGS or PING acknowledgement): the connection goes on, so those frames must too."""
+
+
 class H2Peer(asyncio.Protocol):
     """The parts of an HTTP/2 connection that do not depend on which side the proxy is."""
 
     def __init__(self, settings: ProxySettings, *, client_side: bool) -> None:
         self.settings = settings
-        self.h2 = h2.connection.H2Connection(h2_config(client_side=client_side))
+        self.h2 = H2Connection(h2_config(client_side=client_side))
         self.h2.local_settings = h2.settings.Settings(
             client=client_side,
             initial_values={

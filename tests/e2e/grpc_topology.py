@@ -26,6 +26,8 @@ class Echo:
     def __init__(self) -> None:
         self.metadata: list[dict[str, str]] = []
         self.cancelled = asyncio.Event()
+        self.holding = asyncio.Event()  # a Hold call has arrived
+        self.release = asyncio.Event()  # ... and may answer
 
     def _seen(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.metadata.append({k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)})
@@ -46,6 +48,12 @@ class Echo:
         except asyncio.CancelledError:
             self.cancelled.set()
             raise
+        return request
+
+    async def hold(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        self._seen(context)
+        self.holding.set()
+        await self.release.wait()
         return request
 
     async def stream(
@@ -77,6 +85,7 @@ class Echo:
             "Ping": unary(self.ping, ident, ident),
             "Fail": unary(self.fail, ident, ident),
             "Slow": unary(self.slow, ident, ident),
+            "Hold": unary(self.hold, ident, ident),
             "Stream": grpc.unary_stream_rpc_method_handler(self.stream, ident, ident),
             "Collect": grpc.stream_unary_rpc_method_handler(self.collect, ident, ident),
             "Bidi": grpc.stream_stream_rpc_method_handler(self.bidi, ident, ident),

@@ -108,6 +108,22 @@ async def test_deadline_exceeded_and_client_cancel_reach_the_server(tmp_path: Pa
         assert spans["client"]["tags"]["response_flags"] == "DR"
 
 
+async def test_server_graceful_stop_finishes_the_call_in_flight(tmp_path: Path) -> None:
+    """grpcio's `stop(grace)` sends GOAWAY (twice, with a PING between) and then answers the calls it
+    has: the echo sidecar must relay that answer, not fail the call on the frames after the GOAWAY."""
+    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+        call = asyncio.ensure_future(topo.method(channel, "unary_unary", "Hold")(b"held", timeout=10))
+        await asyncio.wait_for(topo.echo.holding.wait(), 5)
+        stopping = asyncio.ensure_future(topo.server.stop(grace=10))
+        await asyncio.sleep(0)  # let stop() begin: its GOAWAY is queued before the answer below
+        topo.echo.release.set()
+        assert await call == b"held"
+        await asyncio.wait_for(stopping, 10)
+        spans = await one_trace(topo, topo.echo.metadata[-1]["x-b3-traceid"])
+        for span in spans.values():
+            assert span["tags"]["grpc.status_code"] == "0" and "error" not in span["tags"]
+
+
 async def test_four_mib_messages_both_ways(tmp_path: Path) -> None:
     async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
         big = bytes(range(256)) * (4 * 1024 * 4 - 1)  # just under 4 MiB

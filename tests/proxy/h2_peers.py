@@ -10,6 +10,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+from hyperframe.frame import GoAwayFrame
 
 Headers = list[tuple[bytes, bytes]]
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
@@ -135,6 +136,10 @@ class H2Client:
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = event.error_code
 
+    def send_goaway(self) -> None:
+        """A graceful goodbye (NO_ERROR), written beside h2, whose own would close its state machine."""
+        self.writer.write(goaway_frame(0))
+
     async def response(self, sid: int, timeout: float = 10.0) -> Response:
         response = self.responses[sid]
         await asyncio.wait_for(response.done.wait(), timeout)
@@ -143,6 +148,13 @@ class H2Client:
     async def close(self) -> None:
         self.writer.close()
         self._task.cancel()
+
+
+def goaway_frame(last_stream_id: int) -> bytes:
+    frame = GoAwayFrame(0)
+    frame.last_stream_id = last_stream_id
+    frame.error_code = 0
+    return bytes(frame.serialize())
 
 
 Handler = Callable[["H2Server", int, Headers], Awaitable[None]]
@@ -211,6 +223,13 @@ class H2Server:
             pass
         finally:
             writer.close()
+
+    def send_goaway(self, last_stream_id: int) -> None:
+        """A graceful GOAWAY (NO_ERROR) on the current connection, written beside h2 so that this
+        server can still answer the streams up to `last_stream_id`, as a gRPC server stopping does."""
+        assert self.writer is not None
+        self.flush()
+        self.writer.write(goaway_frame(last_stream_id))
 
     def respond(self, sid: int, headers: Headers, body: bytes = b"", trailers: Headers | None = None) -> None:
         assert self.conn is not None

@@ -135,6 +135,50 @@ async def test_goaway_refused_stream_is_retried_on_a_new_connection(bench: Bench
     await server.close()
 
 
+async def test_upstream_goaway_lets_its_open_streams_finish(bench: Bench) -> None:
+    """A gRPC server stopping with a grace period: GOAWAY naming the stream in flight, then its answer.
+    The answer reaches the client, and the next request goes to a new connection."""
+
+    async def goodbye_then_answer(server: H2Server, sid: int, headers: Headers) -> None:
+        if server.connections == 1:
+            server.send_goaway(last_stream_id=sid)
+        await ok(server, sid, headers)
+
+    server = await H2Server(goodbye_then_answer).start()
+    listener = await bench.proxy(server.port, protocol="http2")
+    client = await H2Client.open(listener.bound[1])
+    first = await client.response(client.request())
+    assert first.status == 200 and first.body == b"ok" and first.reset is None
+    second = await client.response(client.request())
+    assert second.status == 200 and server.connections == 2
+    assert len(bench.spans) == 2 and all(b'"error"' not in s for s in bench.spans)
+    await client.close()
+    await server.close()
+
+
+async def test_client_goaway_with_a_stream_open_still_gets_its_answer(bench: Bench) -> None:
+    release = asyncio.Event()
+
+    async def later(server: H2Server, sid: int, headers: Headers) -> None:
+        await release.wait()
+        await ok(server, sid, headers)
+
+    server = await H2Server(later).start()
+    listener = await bench.proxy(server.port, protocol="http2")
+    client = await H2Client.open(listener.bound[1])
+    sid = client.request()
+    while not server.requests:
+        await asyncio.sleep(0.01)
+    client.send_goaway()
+    while client.goaway is None:  # the proxy answers in kind: no new streams, the open one finishes
+        await asyncio.sleep(0.01)
+    release.set()
+    response = await client.response(sid)
+    assert response.status == 200 and response.body == b"ok" and response.reset is None
+    await asyncio.wait_for(client.closed.wait(), 5)  # then the proxy closes the connection
+    await server.close()
+
+
 async def test_drain_sends_goaway_and_lets_the_stream_finish(bench: Bench) -> None:
     release = asyncio.Event()
 
