@@ -8,6 +8,7 @@ the upstream, so they are handed back to be retried once on a fresh connection.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 import h2.errors
@@ -33,6 +34,7 @@ class H2Upstream(H2Peer):
         self.peer = endpoint.key
         self.streams: dict[int, H2ToH2Stream] = {}
         self.going_away = False
+        self.idle_since = time.monotonic()  # updated while no stream is open
         self._touched: set[H2Peer] = set()
 
     # Pool interface -----------------------------------------------------------------------------
@@ -133,10 +135,12 @@ class H2Upstream(H2Peer):
             self._touched.add(stream.down)
 
     def _maybe_idle(self) -> None:
-        if self.going_away and not self.streams and not self.closed:
-            self.closed = True
-            if self.transport is not None:
-                self.transport.close()
+        if not self.streams:
+            self.idle_since = time.monotonic()
+            if self.going_away and not self.closed:
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -217,6 +221,15 @@ class H2Pool:
     def settled(self, conn: H2Upstream) -> None:
         """The peer's SETTINGS arrived (its stream limit may be lower than assumed): nothing to move,
         new streams simply see it in `has_room`."""
+
+    def close_expired(self) -> None:
+        """Close connections without streams for `pool_idle_timeout` (the listener's sweep calls this),
+        with a GOAWAY first, as HTTP/2 asks."""
+        oldest_ok = time.monotonic() - self.settings.pool_idle_timeout
+        for conns in self._conns.values():
+            for conn in [c for c in conns if not c.streams and c.idle_since < oldest_ok]:
+                conn.close()
+                conns.remove(conn)
 
     def forget(self, conn: H2Upstream) -> None:
         conns = self._conns.get(conn.endpoint)

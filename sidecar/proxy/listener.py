@@ -39,7 +39,12 @@ class Listener:
         self.server: asyncio.Server | None = None
         self.connections: set[asyncio.Protocol] = set()
         self.deadlines: set[Exchange] = set()
-        timeouts = (settings.header_timeout, settings.idle_timeout, settings.upstream_timeout)
+        timeouts = (
+            settings.header_timeout,
+            settings.idle_timeout,
+            settings.upstream_timeout,
+            settings.pool_idle_timeout,
+        )
         self.sweep_interval = max(0.05, min(1.0, *(t / 4 for t in timeouts)))
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -90,7 +95,7 @@ class Listener:
 
     async def _sweep(self) -> None:
         """Timeouts checked in one pass instead of a timer per request: upstream responses, idle and
-        slow-head connections, idle streams."""
+        slow-head connections, idle streams, idle upstream connections."""
         while True:
             await asyncio.sleep(self.sweep_interval)
             now = self.loop.time()
@@ -99,6 +104,8 @@ class Listener:
                 self.deadlines.discard(exchange)
                 exchange.fire_timer()
             self.sweep_once(now)
+            self.pool.close_expired()
+            self.h2_pool.close_expired()
 
     def sweep_once(self, now: float) -> None:
         pass

@@ -244,6 +244,14 @@ class Pool:
         conn.resume_reading()
         idle.append(conn)
 
+    def close_expired(self) -> None:
+        """Close what has idled past `pool_idle_timeout` (the listener's sweep calls this): an endpoint
+        that gets no more requests keeps no sockets. Each deque is oldest first, as `release` appends."""
+        oldest_ok = time.monotonic() - self.settings.pool_idle_timeout
+        for idle in self._idle.values():
+            while idle and idle[0].idle_since < oldest_ok:
+                idle.popleft().close()
+
     def forget(self, conn: UpstreamConnection) -> None:
         idle = self._idle.get(conn.endpoint)
         if idle and conn in idle:

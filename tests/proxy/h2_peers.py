@@ -174,6 +174,7 @@ class H2Server:
         self.conn: h2.connection.H2Connection | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.goaway_first: bool = False
+        self.disconnected = asyncio.Event()  # a connection ended
         self._tasks: set[asyncio.Future[None]] = set()
 
     @property
@@ -223,6 +224,7 @@ class H2Server:
             pass
         finally:
             writer.close()
+            self.disconnected.set()
 
     def send_goaway(self, last_stream_id: int) -> None:
         """A graceful GOAWAY (NO_ERROR) on the current connection, written beside h2 so that this

@@ -72,6 +72,26 @@ async def test_keep_alive_reuses_one_upstream_connection(bench: Bench) -> None:
     assert up.connections == 1 and listener.pool.reuses == 4
 
 
+async def test_idle_upstream_connection_is_closed_after_the_pool_timeout(bench: Bench) -> None:
+    """Not only when a next request finds it stale: an endpoint that gets no more traffic keeps no socket."""
+    upstream_saw_eof = asyncio.Event()
+
+    async def one_then_wait(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(response())
+        await writer.drain()
+        assert await reader.read() == b""  # the proxy closed the pooled connection
+        upstream_saw_eof.set()
+
+    up = await bench.upstream(one_then_wait)
+    listener = await bench.proxy(up.port, settings=ProxySettings(pool_idle_timeout=0.2))
+    assert (
+        await exchange(listener.bound[1], b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+    ).startswith(b"HTTP/1.1 200")
+    await asyncio.wait_for(upstream_saw_eof.wait(), 5)
+    assert listener.pool.acquire(listener.route.endpoints[0]) is None
+
+
 async def test_pipelined_requests_answered_in_order(bench: Bench) -> None:
     async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:

@@ -179,6 +179,18 @@ async def test_client_goaway_with_a_stream_open_still_gets_its_answer(bench: Ben
     await server.close()
 
 
+async def test_idle_upstream_connection_is_closed_after_the_pool_timeout(bench: Bench) -> None:
+    server = await H2Server(ok).start()
+    listener = await bench.proxy(server.port, protocol="http2", settings=ProxySettings(pool_idle_timeout=0.2))
+    client = await H2Client.open(listener.bound[1])
+    assert (await client.response(client.request())).status == 200
+    await asyncio.wait_for(server.disconnected.wait(), 5)  # GOAWAY and close, with no stream open
+    assert (await client.response(client.request())).status == 200  # the next one opens another
+    assert server.connections == 2
+    await client.close()
+    await server.close()
+
+
 async def test_drain_sends_goaway_and_lets_the_stream_finish(bench: Bench) -> None:
     release = asyncio.Event()
 
