@@ -4,7 +4,7 @@
     .venv/bin/python bench/grpc_bench.py --load h2load         # h2load -c 4 -m 16 (ANCHORS.md's load)
 
 Peers: `direct`; `sidecar-0` and `sidecar-100` (an inbound tagged kuma.io/protocol: grpc, sampling 0 and
-100 %, spans to bench/sink.py). The grpcio client runs in its own process with `--callers` concurrent
+100 %, spans to bench/sink.py), on libnghttp2; `--codecs nghttp2,h2` adds `sidecar-0-h2`, `sidecar-100-h2`. The grpcio client runs in its own process with `--callers` concurrent
 calls; it saturates itself near 7k calls/s here, which is the point: the question is whether the
 sidecar is what limits a Python gRPC service. CPU is the peer's own process.
 """
@@ -113,6 +113,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--callers", type=int, default=32, help="concurrent calls of the grpcio client")
     parser.add_argument("--load", choices=("grpcio", "h2load"), default="grpcio")
+    parser.add_argument(
+        "--codecs", default="nghttp2", help="HTTP/2 codecs to run the sidecar with, e.g. nghttp2,h2"
+    )
     args = parser.parse_args()
     h = Harness(Path(tempfile.mkdtemp(prefix="sidecar-grpc-bench-")))
     try:
@@ -124,15 +127,19 @@ def main() -> int:
         while "ready" not in (log.read_text() if log.exists() else ""):
             assert time.monotonic() < deadline and server.poll() is None, "the gRPC server did not start"
             time.sleep(0.05)
-        peers = {
-            "direct": Peer("direct", server_port, [server.pid], []),
-            "sidecar-0": h.start_sidecar("sidecar-0", server_port, 0.0, lag_probe=0.1, protocol="grpc"),
-            "sidecar-100": h.start_sidecar("sidecar-100", server_port, 100.0, lag_probe=0.1, protocol="grpc"),
-        }
+        peers = {"direct": Peer("direct", server_port, [server.pid], [])}
+        for codec in args.codecs.split(","):
+            suffix = "" if codec == "nghttp2" else f"-{codec}"
+            for sampling in (0, 100):
+                name = f"sidecar-{sampling}{suffix}"
+                peers[name] = h.start_sidecar(
+                    name, server_port, float(sampling), lag_probe=0.1, protocol="grpc",
+                    extra=("--h2-codec", codec),
+                )  # fmt: skip
         runs: dict[str, list[dict[str, Any]]] = {name: [] for name in peers}
         order = list(peers)
         for r in range(args.rounds):
-            for name in order[r % 3 :] + order[: r % 3]:
+            for name in order[r % len(order) :] + order[: r % len(order)]:
                 peer = peers[name]
                 cpu = proc_cpu(peer.pids)
                 result = (
@@ -154,7 +161,7 @@ def main() -> int:
             print(
                 f"{name:<12} {m['calls']:>9.0f} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {m['cpu_us']:>12.1f} {rss:>7.1f} {m['errors']:>7.0f}"
             )
-        for name in ("sidecar-0", "sidecar-100"):
+        for name in [n for n in med if n != "direct"]:
             print(f"{name} / direct: {med[name]['calls'] / med['direct']['calls']:.2f}x calls/s")
     finally:
         h.stop()

@@ -207,6 +207,7 @@ class Harness:
         workers: int = 1,
         lag_probe: float = 0.001,
         protocol: str = "http",
+        extra: tuple[str, ...] = (),
     ) -> Peer:
         """`sidecar run` for one inbound (kuma.io/protocol `protocol`) in front of `upstream`."""
         port, admin = free_port(), free_port()
@@ -245,7 +246,7 @@ networking:
         )
         cmd = [PY, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "bench-01"]
         cmd += ["--admin-address", f"127.0.0.1:{admin}", "--no-watch", "--lag-probe-interval", str(lag_probe)]
-        cmd += ["--workers", str(workers)]
+        cmd += ["--workers", str(workers), *extra]
         proc = self.spawn(cmd, name, dict(os.environ, SIDECAR_LOG_LEVEL="WARNING"))
         wait_http(f"http://127.0.0.1:{admin}/ready")
         pids = [proc.pid, *children_of(proc.pid)] if workers > 1 else [proc.pid]

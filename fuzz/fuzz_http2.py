@@ -13,22 +13,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from fuzz.harness_h2 import check_h2, feed_h2
+from fuzz.harness_h2 import check_h2, codecs, feed_h2
 from fuzz.strategies_h2 import h2_streams
 
 _loop = asyncio.new_event_loop()
 
 
-def h2_case(chunks: list[bytes]) -> None:
-    out, closed = _loop.run_until_complete(feed_h2(_loop, chunks))
+def h2_case(chunks: list[bytes], codec: str) -> None:
+    out, closed = _loop.run_until_complete(feed_h2(_loop, chunks, codec))
     check_h2(out, closed)
 
 
 def run(examples: int) -> None:
     check_each = settings(
         max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
-    )(given(h2_streams())(h2_case))
+    )(given(h2_streams(), st.sampled_from(codecs()))(h2_case))
     check_each()
     print(f"HTTP/2: {examples} examples held")
 

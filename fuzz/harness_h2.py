@@ -1,6 +1,7 @@
 """In-memory harness for the HTTP/2 client path: frames in, what the proxy wrote out.
 
-The connection is an `http` listener's (HTTP/2 client, HTTP/1.1 upstream) in front of the strict h11
+Each case runs on one of the HTTP/2 codecs (h2, and libnghttp2 where it loads). The connection is an
+`http` listener's (HTTP/2 client, HTTP/1.1 upstream) in front of the strict h11
 origin of fuzz/framing.py, so streams that parse go all the way through and back. The property: no
 exception escapes the protocol, everything written is well-formed HTTP/2 framing, and a connection the
 proxy closes ends with GOAWAY.
@@ -9,16 +10,26 @@ proxy closes ends with GOAWAY.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from hyperframe.frame import Frame, GoAwayFrame
 
 from fuzz.framing import new_run, settle
 from fuzz.harness import FakeTransport
+from sidecar.proxy import h2_nghttp2
 from sidecar.proxy.http2 import H2Downstream
 
 
-async def feed_h2(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> tuple[bytes, bool]:
+def codecs() -> list[str]:
+    """The HTTP/2 codecs this machine can run: both parse what the client sends."""
+    return ["nghttp2", "h2"] if h2_nghttp2.available() else ["h2"]
+
+
+async def feed_h2(
+    loop: asyncio.AbstractEventLoop, chunks: list[bytes], codec: str = "h2"
+) -> tuple[bytes, bool]:
     run = new_run(loop)
+    run.listener.settings = dataclasses.replace(run.listener.settings, h2_codec=codec)
     transport = FakeTransport()
     conn = H2Downstream(run.listener, upstream_h2=False)
     conn.connection_made(transport)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from sidecar.config.address import join_host_port
 from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
 from sidecar.proxy.access_log import AccessLog
+from sidecar.proxy.h2_base import codec_name
 from sidecar.reporting import Reporter, ReporterSettings
 from sidecar.tracing.decide import Tracer, TracerSettings
 from sidecar.tracing.encoding import encoding_for
@@ -95,6 +96,7 @@ def command_line_options(options: RunOptions) -> dict[str, Any]:
         "access_log": options.access_log,
         "watch": options.watch,
         "proxy": dataclasses.asdict(options.proxy),
+        "http2_codec_in_use": codec_name(options.proxy),
         "reporter": dataclasses.asdict(options.reporter),
     }
 

@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from sidecar import __version__
-from sidecar.proxy import HttpListener, TcpListener
+from sidecar.proxy import HttpListener, TcpListener, h2_nghttp2
 from sidecar.runtime import RunOptions, Runtime, StartupError
 from sidecar.serve import summary_line
 from tests.util import free_port
@@ -153,6 +153,8 @@ async def test_admin_reads_of_a_live_runtime(tmp_path: Path) -> None:
         }
         assert info["command_line_options"]["concurrency"] == 1
         assert info["command_line_options"]["config_path"] == [str(r.config)]
+        codec = info["command_line_options"]["http2_codec_in_use"]
+        assert codec.startswith("nghttp2" if h2_nghttp2.available() else "h2")
         _, listeners = await r.admin_get("/listeners")
         assert listeners.splitlines() == [
             f"inbound:127.0.0.1:{r.port}::127.0.0.1:{r.port}",

@@ -279,6 +279,8 @@ def _kind(exc: h2.exceptions.ProtocolError) -> str:
         return "bad_preface"
     if "continuation" in text:
         return "continuation_flood"
+    if "flood" in text:
+        return "control_flood"
     if "header" in text:
         return "bad_headers"
     return "protocol_error"

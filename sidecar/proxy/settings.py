@@ -22,4 +22,5 @@ class ProxySettings:
     h2_connection_window: int = 1024 * 1024  # ...and per connection: what we may hold for a peer
     h2_max_resets: int = 200  # client resets in 10 s on one connection before GOAWAY (rapid reset)
     h2_max_control_frames: int = 1000  # PING and SETTINGS in 10 s on one connection before GOAWAY
+    h2_codec: str = "auto"  # "nghttp2" (libnghttp2 through ctypes), "h2", or auto: the first that loads
     dns_ttl: float = 5.0  # seconds a resolved endpoint name is kept before it is resolved again

@@ -74,6 +74,7 @@ def test_dockerfile_statically() -> None:
     # pip runs only in the build stage; the final stage removes it and copies the finished venv.
     final_runs = " ".join(r for w, r in final if w == "RUN")
     assert "pip install" not in final_runs and "pip uninstall -q -y pip" in final_runs
+    assert "libnghttp2-14" in final_runs  # the HTTP/2 codec the sidecar loads through ctypes
     assert ("COPY", "--from=build /opt/sidecar /opt/sidecar") in final
     assert "--without-pip" in dict(build)["RUN"] and "unchecked-hash" in dict(build)["RUN"]
     assert "compileall" in final_runs and "unchecked-hash" in final_runs

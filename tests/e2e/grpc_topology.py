@@ -141,10 +141,10 @@ class GrpcTopology(Topology):
 
 
 @contextlib.asynccontextmanager
-async def grpc_topology(tmp: Path, **kw: Any) -> AsyncIterator[GrpcTopology]:
+async def grpc_topology(tmp: Path, *sidecar_args: str, **kw: Any) -> AsyncIterator[GrpcTopology]:
     topo = GrpcTopology(tmp, **kw)
     try:
-        await topo.start()
+        await topo.start(*sidecar_args)
         yield topo
     finally:
         await topo.stop()

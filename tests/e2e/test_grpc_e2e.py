@@ -10,8 +10,17 @@ from typing import Any
 import grpc
 import pytest
 
+from sidecar.proxy import h2_nghttp2
 from tests.e2e.grpc_topology import GrpcTopology, grpc_topology
 from tests.util import refusing_port
+
+
+@pytest.fixture(params=["nghttp2", "h2"])
+def codec(request: pytest.FixtureRequest) -> tuple[str, ...]:
+    """Both sidecars on one HTTP/2 codec (`--h2-codec`); every test runs on each."""
+    if request.param == "nghttp2" and not h2_nghttp2.available():
+        pytest.skip(f"libnghttp2 does not load here: {h2_nghttp2.load_error()}")
+    return ("--h2-codec", str(request.param))
 
 
 def by_service(spans: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -31,8 +40,8 @@ async def one_trace(topo: GrpcTopology, trace_id: str) -> dict[str, dict[str, An
     return found
 
 
-async def test_unary_call_traced_with_grpc_tags(tmp_path: Path) -> None:
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+async def test_unary_call_traced_with_grpc_tags(tmp_path: Path, codec: tuple[str, ...]) -> None:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         reply = await topo.method(channel, "unary_unary", "Ping")(b"hello", timeout=5)
         assert reply == b"hello"
         seen = topo.echo.metadata[-1]
@@ -54,8 +63,10 @@ async def test_unary_call_traced_with_grpc_tags(tmp_path: Path) -> None:
     ],
     ids=["server_streaming", "client_streaming", "bidi"],
 )
-async def test_streaming_calls(tmp_path: Path, kind: str, method: str, request_: Any, expected: Any) -> None:
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+async def test_streaming_calls(
+    tmp_path: Path, codec: tuple[str, ...], kind: str, method: str, request_: Any, expected: Any
+) -> None:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         call = topo.method(channel, kind, method)
         if isinstance(request_, list):
 
@@ -75,8 +86,8 @@ async def test_streaming_calls(tmp_path: Path, kind: str, method: str, request_:
         assert spans["echo"]["tags"]["grpc.status_code"] == "0"
 
 
-async def test_server_error_status_marks_the_spans(tmp_path: Path) -> None:
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+async def test_server_error_status_marks_the_spans(tmp_path: Path, codec: tuple[str, ...]) -> None:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await topo.method(channel, "unary_unary", "Fail")(b"x", timeout=5)
         assert err.value.code() == grpc.StatusCode.INTERNAL and err.value.details() == "boom"
@@ -90,8 +101,10 @@ async def test_server_error_status_marks_the_spans(tmp_path: Path) -> None:
             )
 
 
-async def test_deadline_exceeded_and_client_cancel_reach_the_server(tmp_path: Path) -> None:
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+async def test_deadline_exceeded_and_client_cancel_reach_the_server(
+    tmp_path: Path, codec: tuple[str, ...]
+) -> None:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await topo.method(channel, "unary_unary", "Slow")(b"x", timeout=0.3)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
@@ -108,10 +121,12 @@ async def test_deadline_exceeded_and_client_cancel_reach_the_server(tmp_path: Pa
         assert spans["client"]["tags"]["response_flags"] == "DR"
 
 
-async def test_server_graceful_stop_finishes_the_call_in_flight(tmp_path: Path) -> None:
+async def test_server_graceful_stop_finishes_the_call_in_flight(
+    tmp_path: Path, codec: tuple[str, ...]
+) -> None:
     """grpcio's `stop(grace)` sends GOAWAY (twice, with a PING between) and then answers the calls it
     has: the echo sidecar must relay that answer, not fail the call on the frames after the GOAWAY."""
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         call = asyncio.ensure_future(topo.method(channel, "unary_unary", "Hold")(b"held", timeout=10))
         await asyncio.wait_for(topo.echo.holding.wait(), 5)
         stopping = asyncio.ensure_future(topo.server.stop(grace=10))
@@ -124,18 +139,18 @@ async def test_server_graceful_stop_finishes_the_call_in_flight(tmp_path: Path) 
             assert span["tags"]["grpc.status_code"] == "0" and "error" not in span["tags"]
 
 
-async def test_four_mib_messages_both_ways(tmp_path: Path) -> None:
-    async with grpc_topology(tmp_path) as topo, topo.channel() as channel:
+async def test_four_mib_messages_both_ways(tmp_path: Path, codec: tuple[str, ...]) -> None:
+    async with grpc_topology(tmp_path, *codec) as topo, topo.channel() as channel:
         big = bytes(range(256)) * (4 * 1024 * 4 - 1)  # just under 4 MiB
         assert await topo.method(channel, "unary_unary", "Ping")(big, timeout=20) == big
         spans = await one_trace(topo, topo.echo.metadata[-1]["x-b3-traceid"])
         assert int(spans["echo"]["tags"]["request_size"]) > len(big)  # the 5-byte gRPC prefix
 
 
-async def test_app_down_is_a_trailers_only_unavailable(tmp_path: Path) -> None:
+async def test_app_down_is_a_trailers_only_unavailable(tmp_path: Path, codec: tuple[str, ...]) -> None:
     sock, port = refusing_port()
     try:
-        async with grpc_topology(tmp_path, echo_port=port) as topo, topo.channel() as channel:
+        async with grpc_topology(tmp_path, *codec, echo_port=port) as topo, topo.channel() as channel:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await topo.method(channel, "unary_unary", "Ping")(b"x", timeout=5)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE

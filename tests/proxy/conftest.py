@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from sidecar.config.snapshot import InboundListener, OutboundListener
-from sidecar.proxy import Listener, ProxySettings, Route, start_listener
+from sidecar.proxy import Listener, ProxySettings, Route, h2_nghttp2, start_listener
 from sidecar.tracing.decide import Tracer, TracerSettings
 from tests.util import refusing_port
 
@@ -107,6 +108,7 @@ class Bench:
     spans: list[bytes]
     listeners: list[Listener]
     upstreams: list[RawUpstream]
+    h2_codec: str = "auto"  # the `h2_codec` fixture runs a test once per HTTP/2 codec
 
     async def recording_upstream(self, answer: bytes) -> tuple[RawUpstream, list[Request]]:
         """An upstream that reads one request per connection (kept in the list) and answers `answer`."""
@@ -157,7 +159,7 @@ class Bench:
             "127.0.0.1",
             0,
             route,
-            settings or ProxySettings(),
+            dataclasses.replace(settings or ProxySettings(), h2_codec=self.h2_codec),
             protocol=protocol,
         )
         self.listeners.append(listener)
@@ -191,3 +193,16 @@ async def exchange(port: int, raw: bytes, *, timeout: float = 5.0) -> bytes:
         return await asyncio.wait_for(reader.read(), timeout)
     finally:
         writer.close()
+
+
+H2_CODECS = ("nghttp2", "h2")
+
+
+@pytest.fixture(params=H2_CODECS)
+def h2_codec(request: pytest.FixtureRequest, bench: Bench) -> str:
+    """Runs the test with each HTTP/2 codec (modules opt in with `pytestmark`)."""
+    codec = str(request.param)
+    if codec == "nghttp2" and not h2_nghttp2.available():
+        pytest.skip(f"libnghttp2 does not load here: {h2_nghttp2.load_error()}")
+    bench.h2_codec = codec
+    return codec

@@ -5,22 +5,25 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fuzz.fuzz_http2 import h2_case
-from fuzz.harness_h2 import check_h2, feed_h2
+from fuzz.harness_h2 import check_h2, codecs, feed_h2
 from fuzz.strategies_h2 import PREFACE, h2_streams
 
 _loop = asyncio.new_event_loop()
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(h2_streams())
-def test_http2_path_never_crashes(chunks: list[bytes]) -> None:
-    h2_case(chunks)
+@given(h2_streams(), st.sampled_from(codecs()))
+def test_http2_path_never_crashes(chunks: list[bytes], codec: str) -> None:
+    h2_case(chunks, codec)
 
 
-def test_harness_sees_a_request_through_and_a_bad_preface_refused() -> None:
+@pytest.mark.parametrize("codec", codecs())
+def test_harness_sees_a_request_through_and_a_bad_preface_refused(codec: str) -> None:
     from hpack import Decoder, Encoder
     from hyperframe.frame import Frame, HeadersFrame, SettingsFrame
 
@@ -31,7 +34,7 @@ def test_harness_sees_a_request_through_and_a_bad_preface_refused() -> None:
     frame.flags.add("END_HEADERS")
     frame.flags.add("END_STREAM")
     out, closed = _loop.run_until_complete(
-        feed_h2(_loop, [PREFACE + SettingsFrame(0).serialize() + frame.serialize()])
+        feed_h2(_loop, [PREFACE + SettingsFrame(0).serialize() + frame.serialize()], codec)
     )
     check_h2(out, closed)
     assert not closed
@@ -43,6 +46,6 @@ def test_harness_sees_a_request_through_and_a_bad_preface_refused() -> None:
             fields = dict(decoder.decode(parsed.data, raw=True))
         data = data[9 + length :]
     assert fields[b":status"] == b"200" and fields[b"x-seq"] == b"0"  # the h11 origin answered
-    out, closed = _loop.run_until_complete(feed_h2(_loop, [b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"]))
+    out, closed = _loop.run_until_complete(feed_h2(_loop, [b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"], codec))
     check_h2(out, closed)
     assert closed

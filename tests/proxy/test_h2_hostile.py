@@ -29,6 +29,8 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = SettingsFrame(0).serialize()
 PROTOCOL_ERROR, FLOW_CONTROL_ERROR, ENHANCE_YOUR_CALM = 1, 3, 11
 
+pytestmark = pytest.mark.usefixtures("h2_codec")  # every test on both codecs
+
 
 def request_block(encoder: hpack.Encoder, extra: list[tuple[str, str]] | None = None) -> bytes:
     base = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")]

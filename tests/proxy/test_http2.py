@@ -14,6 +14,8 @@ from tests.proxy.h2_peers import GET, H2Client, H2Server, Headers, never, ok
 
 POST = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/up")]
 
+pytestmark = pytest.mark.usefixtures("h2_codec")  # every test on both codecs
+
 
 @pytest.fixture
 async def h2_server() -> H2Server:

@@ -1,0 +1,44 @@
+"""Which HTTP/2 codec a connection gets: libnghttp2 where it loads (auto), h2 when asked for or when the
+library is missing; `sidecar run --h2-codec nghttp2` without the library is a one-line error."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.cli import main
+from sidecar.proxy import ProxySettings, h2_nghttp2
+from sidecar.proxy.h2_base import H2Connection, codec_name, new_codec
+
+needs_nghttp2 = pytest.mark.skipif(not h2_nghttp2.available(), reason="libnghttp2 does not load here")
+
+
+@needs_nghttp2
+def test_auto_picks_nghttp2_where_it_loads() -> None:
+    conn = new_codec(ProxySettings(), client_side=False)
+    assert isinstance(conn, h2_nghttp2.NgConnection)
+    assert codec_name(ProxySettings()).startswith("nghttp2")
+
+
+def test_h2_when_asked_for() -> None:
+    assert isinstance(new_codec(ProxySettings(h2_codec="h2"), client_side=True), H2Connection)
+    assert codec_name(ProxySettings(h2_codec="h2")) == "h2 (pure Python)"
+
+
+def test_auto_falls_back_to_h2_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(h2_nghttp2, "_library", None)
+    monkeypatch.setattr(h2_nghttp2, "_load_error", "libnghttp2.so.14: cannot open shared object file")
+    assert isinstance(new_codec(ProxySettings(), client_side=False), H2Connection)
+    assert codec_name(ProxySettings()) == (
+        "h2 (pure Python); libnghttp2 not loaded: libnghttp2.so.14: cannot open shared object file"
+    )
+
+
+def test_nghttp2_asked_for_but_missing_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(h2_nghttp2, "_library", None)
+    monkeypatch.setattr(h2_nghttp2, "_load_error", "libnghttp2.so.14: cannot open shared object file")
+    assert main(["run", "--config", "c", "--dataplane", "d", "--h2-codec", "nghttp2"]) == 2
+    assert capsys.readouterr().err == (
+        "sidecar run: --h2-codec nghttp2: libnghttp2.so.14: cannot open shared object file\n"
+    )
