@@ -22,7 +22,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import h2.errors
 import h2.events
@@ -69,9 +70,12 @@ _CODES = h2.errors.ErrorCodes
 _VP = ctypes.c_void_p
 _FRAME = ctypes.POINTER(_FrameHd)
 _ON_FRAME = ctypes.CFUNCTYPE(ctypes.c_int, _VP, _FRAME, _VP)
+# Names and values arrive as bytes converted in C: nghttp2 NUL-terminates both and, with its HTTP
+# messaging checks on (the default, kept), has refused any field containing NUL, CR or LF before this.
 _ON_HEADER = ctypes.CFUNCTYPE(
-    ctypes.c_int, _VP, _FRAME, _VP, ctypes.c_size_t, _VP, ctypes.c_size_t, ctypes.c_uint8, _VP
-)
+    ctypes.c_int, _VP, _FRAME, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t,
+    ctypes.c_uint8, _VP,
+)  # fmt: skip
 _ON_DATA = ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_uint8, ctypes.c_int32, _VP, ctypes.c_size_t, _VP)
 _ON_CLOSE = ctypes.CFUNCTYPE(ctypes.c_int, _VP, ctypes.c_int32, ctypes.c_uint32, _VP)
 _ON_INVALID = ctypes.CFUNCTYPE(ctypes.c_int, _VP, _FRAME, ctypes.c_int, _VP)
@@ -86,49 +90,43 @@ class _DataProvider(ctypes.Structure):
 
 # Sessions find their connection through the user_data key; weak, so a dropped connection is collected
 # (and its session freed by a finalizer) whether or not anybody closed it.
-_connections: dict[int, weakref.ref[NgConnection]] = {}
+# Callbacks only run inside a call on a live connection, so the reference is never dead there.
+_connections: dict[int, Callable[[], NgConnection]] = {}
 _next_key = 1
 
 
-def _conn(user_data: int) -> NgConnection:
-    conn = _connections[user_data]()
-    assert conn is not None
-    return conn
-
-
 def _on_begin_headers(_s: int, frame: Any, user_data: int) -> int:
-    return _conn(user_data).begin_headers(frame.contents.stream_id)
+    return _connections[user_data]().begin_headers(frame.contents.stream_id)
 
 
 def _on_header(
-    _s: int, _f: Any, name: int, namelen: int, value: int, valuelen: int, _fl: int, user_data: int
+    _s: int, _f: Any, name: bytes, _nlen: int, value: bytes | None, _vlen: int, _fl: int, user_data: int
 ) -> int:
-    text = ctypes.string_at(value, valuelen) if valuelen else b""
-    return _conn(user_data).header(ctypes.string_at(name, namelen), text)
+    return _connections[user_data]().header(name, value or b"")
 
 
 def _on_begin_frame(_s: int, hd: Any, user_data: int) -> int:
-    return _conn(user_data).begin_frame(hd.contents)
+    return _connections[user_data]().begin_frame(hd.contents)
 
 
 def _on_frame_recv(_s: int, frame: Any, user_data: int) -> int:
-    return _conn(user_data).frame_received(frame)
+    return _connections[user_data]().frame_received(frame)
 
 
 def _on_data_chunk(_s: int, _flags: int, stream_id: int, data: int, length: int, user_data: int) -> int:
-    return _conn(user_data).data_received(stream_id, ctypes.string_at(data, length))
+    return _connections[user_data]().data_received(stream_id, ctypes.string_at(data, length))
 
 
 def _on_stream_close(_s: int, stream_id: int, error_code: int, user_data: int) -> int:
-    return _conn(user_data).stream_closed(stream_id, error_code)
+    return _connections[user_data]().stream_closed(stream_id, error_code)
 
 
 def _on_invalid_frame(_s: int, frame: Any, lib_error: int, user_data: int) -> int:
-    return _conn(user_data).invalid_frame(frame.contents, lib_error)
+    return _connections[user_data]().invalid_frame(frame.contents, lib_error)
 
 
 def _read_data(_s: int, stream_id: int, buf: int, length: int, flags: Any, _src: int, user_data: int) -> int:
-    return _conn(user_data).read_data(stream_id, buf, length, flags)
+    return _connections[user_data]().read_data(stream_id, buf, length, flags)
 
 
 # The C entry points, made once (ctypes keeps a thunk per function; kept alive here).
@@ -203,21 +201,22 @@ class _Out:
         self.buf = bytearray()
         self.eof = False
         self.done = False  # the end of the stream was handed to nghttp2
-        self.deferred = True  # nghttp2 asked and got nothing: resume it when there is data
+        self.deferred = False  # nghttp2 asked and got nothing: resume it when there is data
         self.trailers: Headers | None = None
         self.reset_after: int | None = None
 
 
 class _RemoteSettings:
-    def __init__(self, conn: NgConnection) -> None:
-        self._conn = conn
+    """The peer's settings, read from the session (no reference back to the connection: no cycle)."""
+
+    def __init__(self, lib: ctypes.CDLL, session: ctypes.c_void_p) -> None:
+        self._lib = lib
+        self._session = session
 
     @property
     def max_concurrent_streams(self) -> int:
-        conn = self._conn
-        return int(
-            conn.lib.nghttp2_session_get_remote_settings(conn.session, _SETTINGS_MAX_CONCURRENT_STREAMS)
-        )
+        got = self._lib.nghttp2_session_get_remote_settings(self._session, _SETTINGS_MAX_CONCURRENT_STREAMS)
+        return int(got)
 
 
 def _error(exc: h2.exceptions.ProtocolError, code: h2.errors.ErrorCodes) -> h2.exceptions.ProtocolError:
@@ -237,12 +236,13 @@ class NgConnection:
         global _next_key
         assert _library is not None, "call available() first"
         self.lib = lib = _library.lib
+        self._provider = ctypes.byref(_library.provider)  # the one data provider: reads self._out
         self.client_side = client_side
         self.settings = settings
         self.max_header_bytes = max_header_bytes
         self.key = _next_key
         _next_key += 1
-        _connections[self.key] = weakref.ref(self)
+        _connections[self.key] = cast(Callable[[], NgConnection], weakref.ref(self))
         option = _VP()
         lib.nghttp2_option_new(ctypes.byref(option))
         lib.nghttp2_option_set_no_auto_window_update(option, 1)
@@ -255,7 +255,7 @@ class NgConnection:
         if rv != 0:
             raise MemoryError(f"nghttp2 session: {rv}")
         weakref.finalize(self, _free, lib, self.session.value, self.key)
-        self.remote_settings = _RemoteSettings(self)
+        self.remote_settings = _RemoteSettings(lib, self.session)
         self.highest_inbound_stream_id = 0
         self._out: dict[int, _Out] = {}
         self._buffered = 0  # bytes in every _Out.buf: they count against the connection window
@@ -269,14 +269,17 @@ class NgConnection:
         self._lib_error = 0
         self._sent = ctypes.c_void_p()
         self._pending = b""  # sent by nghttp2 while checking for a connection error
+        self._dirty = True  # something may be queued: nghttp2 only queues frames when called
 
     # Connection -------------------------------------------------------------------------------------
     def initiate_connection(self) -> None:
+        self._dirty = True
         items = [(k, v) for k, v in self.settings.items() if self.client_side or k != 2]  # push: clients
         entries = (_SettingsEntry * len(items))(*[_SettingsEntry(k, v) for k, v in items])
         self.lib.nghttp2_submit_settings(self.session, 0, entries, len(items))
 
     def increment_flow_control_window(self, increment: int) -> None:
+        self._dirty = True
         self.lib.nghttp2_submit_window_update(self.session, 0, 0, increment)
 
     def get_next_available_stream_id(self) -> int:
@@ -287,9 +290,13 @@ class NgConnection:
         return int(self.lib.nghttp2_session_get_remote_settings(self.session, _SETTINGS_MAX_FRAME_SIZE))
 
     def close_connection(self, error_code: int = 0) -> None:
+        self._dirty = True
         self.lib.nghttp2_session_terminate_session(self.session, error_code)
 
     def data_to_send(self) -> bytes:
+        if not self._dirty:
+            return b""
+        self._dirty = False
         if self._pending:
             data, self._pending = self._pending + self._mem_send(), b""
             return data
@@ -304,6 +311,7 @@ class NgConnection:
 
     # Receiving -------------------------------------------------------------------------------------
     def receive_data(self, data: bytes) -> list[h2.events.Event]:
+        self._dirty = True  # acknowledgements, resets, resumed data
         self._events = events = list[h2.events.Event]()
         try:
             n = self.lib.nghttp2_session_mem_recv(self.session, data, len(data))
@@ -429,6 +437,7 @@ class NgConnection:
 
     # Sending ---------------------------------------------------------------------------------------
     def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None:
+        self._dirty = True
         lib = self.lib
         nva = _nva(headers)
         if stream_id not in self._responded:
@@ -436,7 +445,7 @@ class NgConnection:
             provider = None
             if not end_stream:
                 self._out[stream_id] = _Out()
-                provider = ctypes.byref(_library.provider)  # type: ignore[union-attr]
+                provider = self._provider
             if self.client_side:
                 rv = lib.nghttp2_submit_request(self.session, None, nva, len(headers), provider, None)
                 ok = rv == stream_id
@@ -471,6 +480,7 @@ class NgConnection:
         self._resume(stream_id, out)
 
     def _resume(self, stream_id: int, out: _Out) -> None:
+        self._dirty = True
         if out.deferred:
             out.deferred = False
             self.lib.nghttp2_session_resume_data(self.session, stream_id)
@@ -517,6 +527,7 @@ class NgConnection:
         return n
 
     def reset_stream(self, stream_id: int, error_code: int = 0) -> None:
+        self._dirty = True
         out = self._out.get(stream_id)
         if out is not None and out.eof and not out.done:
             out.reset_after = error_code  # after the end already handed over (see the module doc)
@@ -527,6 +538,7 @@ class NgConnection:
         self.lib.nghttp2_submit_rst_stream(self.session, 0, stream_id, error_code)
 
     def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None:
+        self._dirty = True
         if self.lib.nghttp2_session_consume(self.session, stream_id, acknowledged_size) != 0:
             raise h2.exceptions.ProtocolError("consume failed")
 

@@ -19,6 +19,15 @@ def test_auto_picks_nghttp2_where_it_loads() -> None:
     assert codec_name(ProxySettings()).startswith("nghttp2")
 
 
+@needs_nghttp2
+def test_a_dropped_connection_frees_its_session_at_once() -> None:
+    before = len(h2_nghttp2._connections)
+    conns = [new_codec(ProxySettings(), client_side=bool(i % 2)) for i in range(100)]
+    assert len(h2_nghttp2._connections) == before + 100
+    del conns  # no reference cycle: freed now, not at the next collection
+    assert len(h2_nghttp2._connections) == before
+
+
 def test_h2_when_asked_for() -> None:
     assert isinstance(new_codec(ProxySettings(h2_codec="h2"), client_side=True), H2Connection)
     assert codec_name(ProxySettings(h2_codec="h2")) == "h2 (pure Python)"
