@@ -37,6 +37,8 @@ _DATA_FLAG_EOF, _DATA_FLAG_NO_END_STREAM = 0x1, 0x2
 _ERR_DEFERRED, _ERR_PAUSE, _ERR_CALLBACK_FAILURE = -508, -526, -902
 _ERR_REFUSED_STREAM, _ERR_FLOW_CONTROL, _ERR_HEADER_COMP = -533, -524, -523
 _ERR_FRAME_SIZE, _ERR_BAD_CLIENT_MAGIC, _ERR_FLOODED, _ERR_TOO_MANY_CONTINUATIONS = -522, -903, -904, -905
+# A stream nghttp2 resets alone (RST_STREAM, as nghttpx answers; h2 would end the connection instead).
+_STREAM_ERROR_KINDS = {-531: "bad_headers", -532: "bad_message"}
 _SETTINGS_MAX_CONCURRENT_STREAMS, _SETTINGS_INITIAL_WINDOW_SIZE, _SETTINGS_MAX_FRAME_SIZE = 3, 4, 5
 
 
@@ -267,6 +269,7 @@ class NgConnection:
         self._block_size = 0
         self._failure: h2.exceptions.ProtocolError | None = None
         self._lib_error = 0
+        self.stream_errors: list[str] = []  # streams nghttp2 reset for what they sent; the owner counts them
         self._sent = ctypes.c_void_p()
         self._pending = b""  # sent by nghttp2 while checking for a connection error
         self._dirty = True  # something may be queued: nghttp2 only queues frames when called
@@ -329,6 +332,7 @@ class NgConnection:
             self._pending += self._mem_send()
             if not self.lib.nghttp2_session_want_read(self.session):
                 raise _lib_exception(lib_error, lib_error)
+            self.stream_errors.append(_STREAM_ERROR_KINDS.get(lib_error, "stream_error"))
         return events
 
     def begin_frame(self, hd: _FrameHd) -> int:
@@ -450,8 +454,13 @@ class NgConnection:
                 rv = lib.nghttp2_submit_request(self.session, None, nva, len(headers), provider, None)
                 ok = rv == stream_id
             else:
-                rv = lib.nghttp2_submit_response(self.session, stream_id, nva, len(headers), provider)
-                ok = rv == 0
+                # nghttp2 takes a response for a stream already gone and drops it later, unseen: its
+                # buffer would never be released, so ask first (a closed stream has no window).
+                ok = lib.nghttp2_session_get_stream_remote_window_size(self.session, stream_id) >= 0
+                ok = (
+                    ok
+                    and lib.nghttp2_submit_response(self.session, stream_id, nva, len(headers), provider) == 0
+                )
             if not ok:
                 self._out.pop(stream_id, None)
                 self._responded.discard(stream_id)

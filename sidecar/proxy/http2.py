@@ -85,6 +85,11 @@ class H2Downstream(H2Peer):
         except h2.exceptions.ProtocolError as exc:
             self.protocol_error(_kind(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
             return
+        if self.h2.stream_errors:  # streams the codec reset itself (nghttp2), counted all the same
+            errors_by_kind = self.host.stats.h2_errors
+            for kind in self.h2.stream_errors:
+                errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
+            self.h2.stream_errors.clear()
         self.in_callback = True
         try:
             for event in events:
@@ -234,17 +239,23 @@ class H2Downstream(H2Peer):
         if not self.draining:
             self.draining = True
             self._last_stream_id = self.h2.highest_inbound_stream_id
+            if self.streams:  # else the close right below sends the only one
+                self._write_goaway()
+        self._maybe_close()
+
+    def _write_goaway(self) -> None:
+        self.flush()
+        if self.transport is not None and not self.closed:
             frame = GoAwayFrame(0)
             frame.last_stream_id = self._last_stream_id
             frame.error_code = h2.errors.ErrorCodes.NO_ERROR
-            self.flush()
-            if self.transport is not None and not self.closed:
-                self.transport.write(frame.serialize())
-        self._maybe_close()
+            self.transport.write(frame.serialize())
 
     def _maybe_close(self) -> None:
+        """The last stream of a drain ended: a final GOAWAY after its frames, then the close (the
+        first GOAWAY may lie far back, and a close must come right after a GOAWAY)."""
         if self.draining and not self.streams and not self.closed and self.transport is not None:
-            self.flush()
+            self._write_goaway()
             self.closed = True
             self.transport.close()
 

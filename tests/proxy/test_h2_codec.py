@@ -51,3 +51,26 @@ def test_nghttp2_asked_for_but_missing_is_one_line(
     assert capsys.readouterr().err == (
         "sidecar run: --h2-codec nghttp2: libnghttp2.so.14: cannot open shared object file\n"
     )
+
+
+@needs_nghttp2
+def test_an_answer_to_a_stream_the_client_reset_is_refused_and_holds_nothing() -> None:
+    import h2.config
+    import h2.connection
+    import h2.errors
+    import h2.exceptions
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    server = new_codec(ProxySettings(), client_side=False)
+    assert isinstance(server, h2_nghttp2.NgConnection)
+    server.initiate_connection()
+    client.send_headers(
+        1, [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+    )
+    client.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+    events = server.receive_data(client.data_to_send())
+    assert [type(e).__name__ for e in events][-2:] == ["RequestReceived", "StreamReset"]
+    with pytest.raises(h2.exceptions.StreamClosedError):
+        server.send_headers(1, [(b":status", b"200")])
+    assert not server._out and server._buffered == 0

@@ -201,3 +201,59 @@ async def test_hostile_http2_gets_goaway_and_close(
     assert await h2_get(port) == 504
     assert await h2_get(port, bystander) == 504
     bystander[1].close()
+
+
+class Frames:
+    """Frames read from a connection, in order, across reads."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.data = b""
+
+    async def until(self, match: Callable[[Frame], bool]) -> Frame:
+        async with asyncio.timeout(10):
+            while True:
+                while len(self.data) >= 9:
+                    frame, length = Frame.parse_frame_header(memoryview(self.data[:9]))
+                    if len(self.data) < 9 + length:
+                        break
+                    frame.parse_body(memoryview(self.data[9 : 9 + length]))
+                    self.data = self.data[9 + length :]
+                    if match(frame):
+                        return frame
+                chunk = await self.reader.read(65536)
+                assert chunk, "closed"
+                self.data += chunk
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("connection", "keep-alive"), ("X-Upper", "a"), (":bogus", "x"), ("te", "gzip")],
+    ids=["connection-specific", "uppercase name", "unknown pseudo-header", "te other than trailers"],
+)
+async def test_malformed_request_fields_are_refused_and_counted(
+    bench: Bench, h2_codec: str, field: tuple[str, str]
+) -> None:
+    """RFC 9113 8.2: nghttp2 resets the stream (as nghttpx does) and the connection serves on; h2 ends
+    the connection. Either way nothing reaches the upstream and the refusal is counted."""
+    up = await bench.upstream(silent)
+    listener = await bench.proxy(up.port, protocol="http2", settings=ProxySettings(upstream_timeout=0.2))
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound[1])
+    block = request_block(hpack.Encoder(), [field])
+    writer.write(PREFACE + SETTINGS + headers(1, block, "END_HEADERS", "END_STREAM"))
+    try:
+        frames = Frames(reader)
+        refusal = await frames.until(lambda f: isinstance(f, RstStreamFrame | GoAwayFrame))
+        if h2_codec == "nghttp2":
+            assert isinstance(refusal, RstStreamFrame) and refusal.stream_id == 1
+            assert refusal.error_code == PROTOCOL_ERROR
+            ping = PingFrame(0)
+            ping.opaque_data = b"still-on"
+            writer.write(ping.serialize())
+            ack = await frames.until(lambda f: isinstance(f, PingFrame) and "ACK" in f.flags)
+            assert isinstance(ack, PingFrame) and ack.opaque_data == b"still-on"  # the connection serves on
+        else:
+            assert isinstance(refusal, GoAwayFrame) and refusal.error_code == PROTOCOL_ERROR
+    finally:
+        writer.close()
+    assert listener.stats.h2_errors == {"bad_headers": 1} and up.connections <= (h2_codec == "nghttp2")
