@@ -570,20 +570,23 @@ def _code(value: int) -> h2.errors.ErrorCodes | int:
         return value
 
 
+# nghttp2's error -> h2's exception, its message (`_kind` in http2.py names the metric from it), the code.
+_LIB_ERRORS: dict[int, tuple[type[h2.exceptions.ProtocolError], str, h2.errors.ErrorCodes]] = {
+    _ERR_FLOW_CONTROL: (h2.exceptions.FlowControlError, "window exceeded", _CODES.FLOW_CONTROL_ERROR),
+    _ERR_TOO_MANY_CONTINUATIONS: (h2.exceptions.ProtocolError, "continuation flood", _CODES.PROTOCOL_ERROR),
+    _ERR_FLOODED: (h2.exceptions.ProtocolError, "control frame flood", _CODES.ENHANCE_YOUR_CALM),
+    _ERR_BAD_CLIENT_MAGIC: (h2.exceptions.ProtocolError, "invalid preamble", _CODES.PROTOCOL_ERROR),
+    _ERR_HEADER_COMP: (h2.exceptions.ProtocolError, "header block not decodable", _CODES.COMPRESSION_ERROR),
+    _ERR_FRAME_SIZE: (h2.exceptions.FrameTooLargeError, "frame size", _CODES.FRAME_SIZE_ERROR),
+}
+
+
 def _lib_exception(returned: int, lib_error: int) -> h2.exceptions.ProtocolError:
-    """h2's exception for what nghttp2 reported (`_kind` in http2.py names the metric from it)."""
-    codes = h2.errors.ErrorCodes
+    """h2's exception for what nghttp2 reported: mem_recv's fatal error, else the last invalid frame's."""
     for err in (returned, lib_error):
-        if err == _ERR_FLOW_CONTROL:
-            return _error(h2.exceptions.FlowControlError("window exceeded"), codes.FLOW_CONTROL_ERROR)
-        if err == _ERR_TOO_MANY_CONTINUATIONS:
-            return _error(h2.exceptions.ProtocolError("continuation flood"), codes.PROTOCOL_ERROR)
-        if err == _ERR_FLOODED:
-            return _error(h2.exceptions.ProtocolError("control frame flood"), codes.ENHANCE_YOUR_CALM)
-        if err == _ERR_BAD_CLIENT_MAGIC:
-            return _error(h2.exceptions.ProtocolError("invalid preamble"), codes.PROTOCOL_ERROR)
-        if err == _ERR_HEADER_COMP:
-            return _error(h2.exceptions.ProtocolError("header block not decodable"), codes.COMPRESSION_ERROR)
-        if err == _ERR_FRAME_SIZE:
-            return _error(h2.exceptions.FrameTooLargeError("frame size"), codes.FRAME_SIZE_ERROR)
-    return _error(h2.exceptions.ProtocolError(f"nghttp2 error {lib_error or returned}"), codes.PROTOCOL_ERROR)
+        if err in _LIB_ERRORS:
+            cls, message, code = _LIB_ERRORS[err]
+            return _error(cls(message), code)
+    return _error(
+        h2.exceptions.ProtocolError(f"nghttp2 error {lib_error or returned}"), _CODES.PROTOCOL_ERROR
+    )

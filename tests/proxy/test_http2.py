@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sidecar.proxy import ProxySettings
+from sidecar.proxy import Listener, ProxySettings
 from sidecar.proxy.http2 import H2Downstream
 from tests.proxy.conftest import Bench, read_request
 from tests.proxy.h2_peers import GET, H2Client, H2Server, Headers, never, ok
@@ -158,7 +158,8 @@ async def test_upstream_goaway_lets_its_open_streams_finish(bench: Bench) -> Non
     await server.close()
 
 
-async def test_client_goaway_with_a_stream_open_still_gets_its_answer(bench: Bench) -> None:
+async def held_stream(bench: Bench) -> tuple[H2Server, asyncio.Event, Listener, H2Client, int]:
+    """A stream open through the proxy to an origin that answers once `release` is set."""
     release = asyncio.Event()
 
     async def later(server: H2Server, sid: int, headers: Headers) -> None:
@@ -171,6 +172,11 @@ async def test_client_goaway_with_a_stream_open_still_gets_its_answer(bench: Ben
     sid = client.request()
     while not server.requests:
         await asyncio.sleep(0.01)
+    return server, release, listener, client, sid
+
+
+async def test_client_goaway_with_a_stream_open_still_gets_its_answer(bench: Bench) -> None:
+    server, release, _, client, sid = await held_stream(bench)
     client.send_goaway()
     while client.goaway is None:  # the proxy answers in kind: no new streams, the open one finishes
         await asyncio.sleep(0.01)
@@ -194,19 +200,7 @@ async def test_idle_upstream_connection_is_closed_after_the_pool_timeout(bench: 
 
 
 async def test_drain_sends_goaway_and_lets_the_stream_finish(bench: Bench) -> None:
-    release = asyncio.Event()
-
-    async def later(server: H2Server, sid: int, headers: Headers) -> None:
-        await release.wait()
-        await ok(server, sid, headers)
-
-    server = await H2Server(later).start()
-    listener = await bench.proxy(server.port, protocol="http2")
-    client = await H2Client.open(listener.bound[1])
-    sid = client.request()
-    while not server.requests:
-        await asyncio.sleep(0.01)
-
+    server, release, listener, client, sid = await held_stream(bench)
     drain = asyncio.ensure_future(listener.drain(5.0))
     while client.goaway is None:
         await asyncio.sleep(0.01)
