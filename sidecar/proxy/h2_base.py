@@ -116,8 +116,8 @@ class Codec(Protocol):
 
 
 def use_nghttp2(choice: str) -> bool:
-    """`--h2-codec`: nghttp2 when asked for (an error if it does not load), h2 when asked for, else
-    nghttp2 where libnghttp2 loads (it does the codec's work in a quarter of h2's time)."""
+    """`--h2-codec`: nghttp2 or h2 when asked for (`sidecar run` refuses nghttp2 when the library does
+    not load), else nghttp2 where libnghttp2 loads (it does the codec's work in a quarter of h2's time)."""
     if choice == "h2":
         return False
     return choice == "nghttp2" or h2_nghttp2.available()
