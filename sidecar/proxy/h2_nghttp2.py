@@ -15,6 +15,10 @@ What differs from h2, and how it is made to match:
   does with h2; a protocol error nghttp2 answers with GOAWAY raises h2's exception for it.
 - A reset asked for right after the end of a stream is sent after that end (nghttp2 sends RST_STREAM
   ahead of queued DATA), so a response that ends a request early still arrives whole.
+- A client's HEADERS on a stream id below one it opened is a connection error (RFC 9113 5.1.1; nghttp2
+  skips it when it never saw that stream).
+- A request with malformed fields gets RST_STREAM from nghttp2 (h2 would end the connection); such
+  streams are listed in `stream_errors` for the connection to count.
 """
 
 from __future__ import annotations
