@@ -9,13 +9,23 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS=""
+# COMPILE=1 (the default): the hot path compiled with mypyc (setup.py lists the modules; mypyc checks
+# them against the dependencies, installed here for that; compiler and mypy stay in this stage);
+# COMPILE=0: pure Python, the same behaviour at ~20 % more CPU per request.
+ARG COMPILE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sidecar ./sidecar
 # One virtual environment without pip in it; every module compiled ahead with hashes that are never
 # checked against sources, since the root filesystem is read-only at run time.
 RUN python -m venv --without-pip /opt/sidecar \
-    && pip --python /opt/sidecar/bin/python install --no-cache-dir --disable-pip-version-check --no-compile ".${EXTRAS:+[$EXTRAS]}" \
+    && if [ "$COMPILE" = 1 ]; then \
+         apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+         && pip install --no-cache-dir --disable-pip-version-check ".[compile]" \
+         && SIDECAR_COMPILE=1 pip wheel --no-cache-dir --disable-pip-version-check --no-build-isolation --no-deps -w /tmp/wheels . \
+         && set -- /tmp/wheels/*.whl; \
+       else set -- .; fi \
+    && pip --python /opt/sidecar/bin/python install --no-cache-dir --disable-pip-version-check --no-compile "$1${EXTRAS:+[$EXTRAS]}" \
     && /opt/sidecar/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/sidecar/lib
 
 FROM ${PYTHON_IMAGE}

@@ -77,6 +77,9 @@ def test_dockerfile_statically() -> None:
     assert "libnghttp2-14" in final_runs  # the HTTP/2 codec the sidecar loads through ctypes
     assert ("COPY", "--from=build /opt/sidecar /opt/sidecar") in final
     assert "--without-pip" in dict(build)["RUN"] and "unchecked-hash" in dict(build)["RUN"]
+    # The compiled hot path by default, built with the compiler of this stage only.
+    assert ("ARG", "COMPILE=1") in build and "SIDECAR_COMPILE=1 pip wheel" in dict(build)["RUN"]
+    assert "gcc" not in final_runs
     assert "compileall" in final_runs and "unchecked-hash" in final_runs
     env = dict(final)["ENV"]
     assert "PATH=/opt/sidecar/bin:$PATH" in env and "PYTHONDONTWRITEBYTECODE=1" in env
@@ -164,7 +167,8 @@ def _build_stage_run(tmp: Path, venv: Path) -> None:
     subprocess.run(
         ["bash", "-euc", run],
         cwd=context,
-        env={**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "EXTRAS": ""},
+        # COMPILE=0: the pure-Python branch (scripts/test-compiled tests the compiled build).
+        env={**os.environ, "PATH": f"{shims}:{os.environ['PATH']}", "EXTRAS": "", "COMPILE": "0"},
         check=True,
         timeout=480,
     )
