@@ -4,8 +4,8 @@
 build runs: `pip install mypy` and `--no-build-isolation`), the way black and mypy ship themselves;
 without it (the default) the package is pure Python and behaves the same. Measured: the HTTP/1.1 data
 path's Python per traced request drops from 17 to 9 µs (bench/bench_proxy.py), the sidecar's CPU per
-traced request from 41 to 31 µs (bench/run.py, same machine, same hour). scripts/test-compiled runs the whole test
-suite against this build.
+traced request from 41 to 31 µs (bench/run.py, same machine, same hour). scripts/test-compiled runs the
+whole test suite against this build.
 """
 
 import os
