@@ -146,7 +146,6 @@ def run(codec: str, tracer_settings: TracerSettings | None, calls: int, profile:
     if profiler:
         stats = pstats.Stats(profiler)
         stats.sort_stats("tottime").print_stats(30)
-        stats.print_callers("builtins.len")
     return spent / calls * 1e6
 
 

@@ -24,9 +24,9 @@ import h2.settings
 from h2.connection import ConnectionInputs, ConnectionState
 
 from sidecar.proxy import h2_nghttp2
+from sidecar.proxy.head import Headers
 from sidecar.proxy.settings import ProxySettings
 
-Headers = list[tuple[bytes, bytes]]
 Ack = Callable[[], None]
 
 
@@ -116,15 +116,13 @@ class Codec(Protocol):
 
 
 def use_nghttp2(choice: str) -> bool:
-    """`--h2-codec`: nghttp2 or h2 when asked for (`sidecar run` refuses nghttp2 when the library does
-    not load), else nghttp2 where libnghttp2 loads (it does the codec's work in a quarter of h2's time)."""
-    if choice == "h2":
-        return False
-    return choice == "nghttp2" or h2_nghttp2.available()
+    """`--h2-codec`: libnghttp2 unless h2 is asked for, where the library loads (it does the codec's
+    work in a quarter of h2's time); `sidecar run` refuses `nghttp2` when the library does not load."""
+    return choice != "h2" and h2_nghttp2.available()
 
 
 def codec_name(settings: ProxySettings) -> str:
-    if use_nghttp2(settings.h2_codec) and h2_nghttp2.available():
+    if use_nghttp2(settings.h2_codec):
         return "nghttp2 (libnghttp2 through ctypes)"
     why = h2_nghttp2.load_error() if settings.h2_codec == "auto" else None
     return "h2 (pure Python)" + (f"; libnghttp2 not loaded: {why}" if why else "")
@@ -137,7 +135,7 @@ def new_codec(settings: ProxySettings, *, client_side: bool) -> Codec:
         h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_bytes,
         h2.settings.SettingCodes.ENABLE_PUSH: 0,
     }
-    if use_nghttp2(settings.h2_codec) and h2_nghttp2.available():
+    if use_nghttp2(settings.h2_codec):
         return h2_nghttp2.NgConnection(
             client_side=client_side,
             settings={int(k): v for k, v in initial.items()},

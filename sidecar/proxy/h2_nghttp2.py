@@ -33,7 +33,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 
-Headers = list[tuple[bytes, bytes]]
+from sidecar.proxy.head import Headers
 
 _DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PING, _GOAWAY, _WINDOW_UPDATE = 0, 1, 3, 4, 6, 7, 8
 _END_STREAM = _ACK = 0x1

@@ -15,6 +15,7 @@ from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_base import NO_ACK, Ack
 from sidecar.proxy.head import (
     H2RequestHead,
+    Headers,
 )
 from sidecar.tracing import grpc
 
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from sidecar.proxy.http2 import H2Downstream
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
-
-Headers = list[tuple[bytes, bytes]]
 
 
 class H2Stream(Exchange):

@@ -6,15 +6,13 @@ from typing import TYPE_CHECKING
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_stream import H2Stream
-from sidecar.proxy.head import H2RequestHead, chunk, h2_response_from_h1, h2_trailers, last_chunk
+from sidecar.proxy.head import H2RequestHead, Headers, chunk, h2_response_from_h1, h2_trailers, last_chunk
 
 if TYPE_CHECKING:
     from sidecar.proxy.http2 import H2Downstream
     from sidecar.proxy.route import Route
     from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
-
-Headers = list[tuple[bytes, bytes]]
 
 
 class H2ToH1Stream(H2Stream):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from sidecar.proxy import errors
 from sidecar.proxy.h2_base import NO_ACK
 from sidecar.proxy.h2_stream import H2Stream
-from sidecar.proxy.head import H2RequestHead, h2_response_from_h2
+from sidecar.proxy.head import H2RequestHead, Headers, h2_response_from_h2
 from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
-Headers = list[tuple[bytes, bytes]]
 _REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stream the upstream's GOAWAY refused
 
 

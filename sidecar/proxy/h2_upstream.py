@@ -17,7 +17,8 @@ import h2.exceptions
 
 from sidecar.proxy import errors
 from sidecar.proxy.endpoint import Endpoint, ResolutionError, Resolver
-from sidecar.proxy.h2_base import H2Peer, Headers
+from sidecar.proxy.h2_base import H2Peer
+from sidecar.proxy.head import Headers
 
 if TYPE_CHECKING:
     from sidecar.proxy.h2_to_h2 import H2ToH2Stream

@@ -35,6 +35,7 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}  # what a response head's l
 #: Rule 2: never treated as connection options, whatever a Connection header says.
 NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 Header = tuple[bytes, bytes]
+Headers = list[Header]  # a header block as HTTP/2 codecs take and give it
 
 
 class HeadError(Exception):
