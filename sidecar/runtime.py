@@ -150,10 +150,7 @@ class Runtime:
 
     def listener_infos(self) -> list[ListenerInfo]:
         def info(listener: Listener, current: bool) -> ListenerInfo:
-            server = listener.server
-            host, port = (
-                listener.bound if server is not None and server.sockets else (listener.host, listener.port)
-            )
+            host, port = listener.bound if listener.serving else (listener.host, listener.port)
             route = listener.route
             return ListenerInfo(
                 name=listener.name,

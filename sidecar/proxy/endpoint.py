@@ -42,6 +42,12 @@ def parse_endpoint(text: str) -> Endpoint:
     return Endpoint(host.strip("[]"), int(port), text)
 
 
+def _retrieve(lookup: asyncio.Future[list[str]]) -> None:
+    """Mark a failed lookup's error seen: every waiter may have gone (they raise it themselves)."""
+    if not lookup.cancelled():
+        lookup.exception()
+
+
 class ResolutionError(OSError):
     """A name did not resolve (or not in time); the message says which and why."""
 
@@ -53,6 +59,9 @@ class Resolver:
         self.ttl = ttl
         self.timeout = timeout
         self._cache: dict[tuple[str, int], tuple[float, list[str]]] = {}
+        # One lookup per name at a time: a burst of requests (a cold start, an expired entry under load)
+        # would otherwise queue one getaddrinfo each on the executor's few threads.
+        self._pending: dict[tuple[str, int], asyncio.Future[list[str]]] = {}
         self._turn = 0
         self._failed: dict[str, float] = {}  # name -> last time a failure was logged
 
@@ -64,11 +73,27 @@ class Resolver:
         now = time.monotonic()
         cached = self._cache.get(key)
         if cached is None or cached[0] < now:
-            addresses = await self._lookup(endpoint)
-            self._cache[key] = cached = (now + self.ttl, addresses)
-        addresses = cached[1]
+            addresses = await self._shared_lookup(endpoint, key)
+        else:
+            addresses = cached[1]
         self._turn += 1
         return addresses[self._turn % len(addresses)]
+
+    async def _shared_lookup(self, endpoint: Endpoint, key: tuple[str, int]) -> list[str]:
+        lookup = self._pending.get(key)
+        if lookup is None:
+            # Its own task, so no waiter's cancellation (a client gone, a connect timeout) cancels it.
+            lookup = self._pending[key] = asyncio.ensure_future(self._resolve(endpoint, key))
+            lookup.add_done_callback(_retrieve)
+        return await asyncio.shield(lookup)
+
+    async def _resolve(self, endpoint: Endpoint, key: tuple[str, int]) -> list[str]:
+        try:
+            addresses = await self._lookup(endpoint)
+        finally:
+            del self._pending[key]
+        self._cache[key] = (time.monotonic() + self.ttl, addresses)
+        return addresses
 
     async def _lookup(self, endpoint: Endpoint) -> list[str]:
         loop = asyncio.get_running_loop()

@@ -1,12 +1,12 @@
-"""Listeners: bind (SO_REUSEPORT for workers), accept, sweep idle and slow connections, drain."""
+"""Listeners: bind and accept (acceptor.py), sweep idle and slow connections, drain."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
 from sidecar.config.snapshot import H2_PROTOCOLS, TRACED_PROTOCOLS
+from sidecar.proxy.acceptor import Acceptor, bind
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.http1 import DownstreamConnection
@@ -36,7 +36,7 @@ class Listener:
         self.loop = asyncio.get_running_loop()
         self.draining = False
         self.protocol = "tcp"  # the kuma.io/protocol it serves (set by start_listener)
-        self.server: asyncio.Server | None = None
+        self.acceptor: Acceptor | None = None
         self.connections: set[asyncio.Protocol] = set()
         self.deadlines: set[Exchange] = set()
         timeouts = (
@@ -50,25 +50,20 @@ class Listener:
 
     @property
     def bound(self) -> tuple[str, int]:
-        assert self.server is not None and self.server.sockets
-        host, port = self.server.sockets[0].getsockname()[:2]
+        assert self.acceptor is not None and self.acceptor.serving
+        host, port = self.acceptor.sockets[0].getsockname()[:2]
         return str(host), int(port)
+
+    @property
+    def serving(self) -> bool:
+        return self.acceptor is not None and self.acceptor.serving
 
     def _protocol(self) -> asyncio.Protocol:
         raise NotImplementedError
 
     async def start(self, *, reuse_port: bool = False) -> None:
-        self.server = await self.loop.create_server(
-            self._protocol,
-            self.host,
-            self.port,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            backlog=2048,
-        )
-        for sock in self.server.sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.acceptor = Acceptor(await bind(self.host, self.port, reuse_port=reuse_port), self._protocol)
+        self.acceptor.start()
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.create_task(self._sweep(), name=f"sweep {self.name}")
 
@@ -112,8 +107,8 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting; connections carry on."""
-        if self.server is not None:
-            self.server.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
 
     def idle_connections(self) -> list[DownstreamConnection | H2Downstream]:
         """Connections to close (HTTP/1.1 between requests) or to drain (HTTP/2: GOAWAY) now."""
@@ -139,9 +134,6 @@ class Listener:
                 await self._sweeper
         self.pool.close()
         self.h2_pool.close()
-        if self.server is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 1.0)
 
 
 class HttpListener(Listener):

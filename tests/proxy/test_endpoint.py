@@ -63,3 +63,45 @@ async def test_resolution_failure_is_an_error_naming_the_host(monkeypatch: pytes
         ResolutionError, match=re.escape("cannot resolve backend.ns.svc: Name or service not known")
     ):
         await Resolver().address(parse_endpoint("backend.ns.svc:8080"))
+
+
+async def test_a_burst_of_requests_shares_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold start (or an entry expiring under load) with a hundred requests at once is one getaddrinfo,
+    not a hundred queued on the executor's few threads; a waiter that goes away cancels nothing."""
+    release = asyncio.Event()
+    calls: list[str] = []
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        calls.append(host)
+        await release.wait()
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.1.0.1", port))]
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    resolver = Resolver()
+    endpoint = parse_endpoint("backend.ns.svc:8080")
+    first = asyncio.ensure_future(resolver.address(endpoint))
+    waiters = [asyncio.ensure_future(resolver.address(endpoint)) for _ in range(99)]
+    await asyncio.sleep(0)
+    first.cancel()  # the request that started the lookup went away
+    release.set()
+    assert await asyncio.gather(*waiters) == ["10.1.0.1"] * 99
+    assert calls == ["backend.ns.svc"] and first.cancelled()
+    assert await resolver.address(endpoint) == "10.1.0.1" and len(calls) == 1  # cached
+
+
+async def test_a_shared_lookup_failure_reaches_every_waiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    async def fail(host: str, port: int, **_: Any) -> list[Any]:
+        calls.append(host)
+        await asyncio.sleep(0)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", fail)
+    resolver = Resolver()
+    endpoint = parse_endpoint("backend.ns.svc:8080")
+    results = await asyncio.gather(*(resolver.address(endpoint) for _ in range(5)), return_exceptions=True)
+    assert calls == ["backend.ns.svc"] and all(isinstance(r, ResolutionError) for r in results)
+    with pytest.raises(ResolutionError):  # not cached: the next request tries again
+        await resolver.address(endpoint)
+    assert len(calls) == 2
