@@ -184,8 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     add(data, "lag_probe_interval", "SECONDS", "event-loop lag probe period (0.1; the benchmark: 0.001)")
     rep = r.add_argument_group("span reporter")
     add(rep, "flush_interval", "SECONDS", "between flushes (1)")
-    add(rep, "min_batch", "SPANS", "a flush starts at this many spans (200)")
-    add(rep, "max_batch", "SPANS", "spans per POST (1000)")
+    add(rep, "min_batch", "SPANS", "a flush starts at this many spans (1000, or --max-batch if lower)")
+    add(rep, "max_batch", "SPANS", "spans per POST (2000)")
     add(rep, "buffer_capacity", "SPANS", "spans kept while the collector is away (20000)")
     add(rep, "report_timeout", "SECONDS", "for one POST (5)")
     add(rep, "retry_budget", "SECONDS", "one batch's time for retries (30)")
@@ -309,6 +309,8 @@ def _reporter(values: dict[str, Any], source: dict[str, str]) -> Any:
     def value(dest: str) -> Any:
         return values[dest] if values[dest] is not None else getattr(base, REPORTER_FIELDS[dest])
 
+    if values["min_batch"] is None and value("max_batch") < base.min_batch:
+        values = {**values, "min_batch": value("max_batch")}  # a lower --max-batch alone lowers it too
     if value("min_batch") > value("max_batch"):
         raise UsageError(f"{named('min_batch')} must be <= {named('max_batch')}")
     if value("buffer_capacity") < value("max_batch"):

@@ -205,3 +205,18 @@ def test_every_checked_option_names_itself_as_flag_and_as_variable(
 
 def test_every_option_with_a_check_is_in_the_table() -> None:
     assert set(BAD_VALUES) == {d for d, (check, _) in RUN_OPTIONS.items() if check.__name__ != "_text"}
+
+
+def test_a_lower_max_batch_alone_lowers_min_batch_with_it() -> None:
+    from sidecar.cli import REPORTER_FIELDS, _reporter
+
+    def settings(**given: int) -> tuple[int, int]:
+        values = {dest: given.get(dest) for dest in REPORTER_FIELDS}
+        source = {dest: "flag" if dest in given else "default" for dest in REPORTER_FIELDS}
+        got = _reporter(values, source)
+        return got.min_batch, got.max_batch
+
+    assert settings() == (1000, 2000)
+    assert settings(max_batch=100) == (100, 100)
+    assert settings(max_batch=5000) == (1000, 5000)
+    assert settings(min_batch=10, max_batch=100) == (10, 100)

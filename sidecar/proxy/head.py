@@ -23,7 +23,7 @@ Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 
 from sidecar.tracing.decide import TRACE_HEADER_NAMES
 
@@ -205,25 +205,34 @@ class ResponseHead:
         close: bool,
     ) -> None:
         """`close`: the client connection ends after this response (its request or the proxy asks)."""
-        lowered = [n.lower() for n, _ in headers]
-        options: Collection[bytes] = ()
-        if b"connection" in lowered:
-            options = connection_options(
-                [v for n, (_, v) in zip(lowered, headers, strict=True) if n == b"connection"]
-            )
+        # Indexed loops over typed lists: compiled, they run without an iterator or a tuple per field.
+        count = len(headers)
+        lowered: list[bytes] = []
+        connection: list[bytes] = []
+        for i in range(count):
+            lname = headers[i][0].lower()
+            lowered.append(lname)
+            if lname == b"connection":
+                connection.append(headers[i][1])
+        options = connection_options(connection) if connection else None
         te: list[bytes] = []
         has_length = False
-        out = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        for lname, (name, value) in zip(lowered, headers, strict=True):
-            if lname in _RESPONSE_SPECIAL or lname in options:
+        out = [status_line(status, reason)]
+        for i in range(count):
+            lname = lowered[i]
+            if lname in _RESPONSE_SPECIAL or (options is not None and lname in options):
                 if lname == b"transfer-encoding":
-                    te.append(value)
+                    te.append(headers[i][1])
                     continue
                 if lname == b"content-length":
                     has_length = True
                 elif status != 101 or lname != b"upgrade":
                     continue  # hop-by-hop, or named in Connection
-            out += (name, b": ", value, CRLF)
+            name, value = headers[i]
+            out.append(name)
+            out.append(b": ")
+            out.append(value)
+            out.append(CRLF)
         codings = _codings(te) if te else te
         self.down_chunked = False
         if status == 101:
@@ -251,9 +260,24 @@ class ResponseHead:
         self.head = b"".join(out)
 
 
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def status_line(status: int, reason: bytes) -> bytes:
+    """The response's first line, kept for the few (status, reason) pairs an upstream uses (at most 256:
+    the reason is the upstream's text)."""
+    key = (status, reason)
+    line = _STATUS_LINES.get(key)
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[key] = line
+    return line
+
+
 def informational(status: int, reason: bytes, headers: list[Header]) -> bytes:
     """A 1xx (100 Continue, 103 Early Hints) relayed as it came, minus hop-by-hop fields."""
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    lines = [status_line(status, reason)]
     lines += [n + b": " + v + CRLF for n, v in headers if n.lower() not in HOP_BY_HOP]
     return b"".join(lines) + CRLF
 
