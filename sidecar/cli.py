@@ -185,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
     rep = r.add_argument_group("span reporter")
     add(rep, "flush_interval", "SECONDS", "between flushes (1)")
     add(rep, "min_batch", "SPANS", "a flush starts at this many spans (1000, or --max-batch if lower)")
-    add(rep, "max_batch", "SPANS", "spans per POST (2000)")
+    add(rep, "max_batch", "SPANS", "spans per POST (1000)")
     add(rep, "buffer_capacity", "SPANS", "spans kept while the collector is away (20000)")
     add(rep, "report_timeout", "SECONDS", "for one POST (5)")
     add(rep, "retry_budget", "SECONDS", "one batch's time for retries (30)")

@@ -81,7 +81,7 @@ CASES = {
     "buffer below the default batch": Case(
         ["run", "--config", "{config}", "--dataplane", "web-01", "--buffer-capacity", "10"],
         2,
-        r"sidecar run: --buffer-capacity \(10\) must be >= --max-batch default \(2000\)",
+        r"sidecar run: --buffer-capacity \(10\) must be >= --max-batch default \(1000\)",
     ),
     "bad reporter variable": Case(
         ["run", "--config", "{config}", "--dataplane", "web-01"],

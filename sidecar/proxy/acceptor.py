@@ -22,8 +22,20 @@ log = logging.getLogger("sidecar.proxy")
 
 MAX_ACCEPTS_PER_TURN = 256  # bounds one turn's accept work when a storm of clients connects at once
 BACKLOG = 2048
-RETRY_AFTER = 0.5  # seconds accepting pauses when the process is out of file descriptors or memory
-_OUT_OF_RESOURCES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+RETRY_AFTER = 0.5  # seconds accepting pauses on an error that is not one client's (EMFILE, ENOMEM...)
+# accept(2) on Linux: a queued connection's own network error, to be skipped like EAGAIN is retried.
+_CLIENT_GONE = {
+    errno.ECONNABORTED,
+    errno.EPROTO,
+    errno.EPERM,
+    errno.ENETDOWN,
+    errno.ENETUNREACH,
+    errno.EHOSTDOWN,
+    errno.EHOSTUNREACH,
+    errno.ENOPROTOOPT,
+    errno.EOPNOTSUPP,
+    errno.ENONET,
+}
 _WARN_EVERY = 10.0
 
 
@@ -86,13 +98,11 @@ class Acceptor:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except ConnectionAbortedError:
-                continue  # the client gave up while queued
             except OSError as exc:
-                if exc.errno in _OUT_OF_RESOURCES:
-                    self._pause(sock, exc)
-                    return
-                raise
+                if exc.errno in _CLIENT_GONE:
+                    continue  # that client is gone; the next one may be fine
+                self._pause(sock, exc)  # out of descriptors or memory, or unknown: never a busy loop
+                return
             self.accepted += 1
             conn.setblocking(False)
             task = self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn))
@@ -105,7 +115,7 @@ class Acceptor:
             log.warning("cannot start a connection: %s", exc)
 
     def _pause(self, sock: socket.socket, exc: OSError) -> None:
-        """Out of descriptors or memory: leave the clients queued (the kernel keeps them) and retry."""
+        """Leave the clients queued (the kernel keeps them) and try again in RETRY_AFTER seconds."""
         now = time.monotonic()
         if now - self._last_warning >= _WARN_EVERY:
             self._last_warning = now

@@ -23,7 +23,7 @@ class ReporterSettings:
 
     flush_interval: float = 1.0  # seconds between flushes of a non-empty buffer
     min_batch: int = 1000  # a flush starts as soon as this many spans wait
-    max_batch: int = 2000  # spans per POST: bounds a flush's CPU slice and the body size (~1.2 MB JSON)
+    max_batch: int = 1000  # spans per POST: bounds a flush's CPU slice and the body size (~650 KB JSON)
     buffer_capacity: int = 20000  # spans kept while the collector is slow or down; more are dropped
     request_timeout: float = 5.0  # seconds for one POST
     retry_budget: float = 30.0  # seconds one batch may spend in retries before it is dropped

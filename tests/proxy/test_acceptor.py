@@ -167,3 +167,32 @@ def test_bind_reports_a_busy_port() -> None:
             sock.close()
 
     run("asyncio", main)
+
+
+def test_a_client_gone_while_queued_is_skipped_within_the_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """accept(2) reports a queued connection's own network error (ECONNABORTED, EPROTO...): the next
+    client is taken in the same turn, and accepting is not paused."""
+
+    async def main() -> None:
+        Counted.made = []
+        real = socket.socket.accept
+        failures = [1]
+
+        def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+            if failures[0]:
+                failures[0] -= 1
+                raise ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort")
+            return real(self)
+
+        monkeypatch.setattr(socket.socket, "accept", accept)
+        acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
+        sock = acceptor.sockets[0]
+        with clients(sock.getsockname()[1], 2):
+            acceptor._ready(sock)
+            assert acceptor.accepted == 2 and failures == [0]
+            assert await turns_until(lambda: len(Counted.made) == 2, 10) <= 10
+        for proto in Counted.made:
+            proto.transport.close()
+        acceptor.close()
+
+    run("uvloop", main)
