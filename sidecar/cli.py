@@ -184,7 +184,7 @@ def _parser() -> argparse.ArgumentParser:
     add(data, "lag_probe_interval", "SECONDS", "event-loop lag probe period (0.1; the benchmark: 0.001)")
     rep = r.add_argument_group("span reporter")
     add(rep, "flush_interval", "SECONDS", "between flushes (1)")
-    add(rep, "min_batch", "SPANS", "a flush starts at this many spans (1000, or --max-batch if lower)")
+    add(rep, "min_batch", "SPANS", "a flush starts at this many spans (200, or --max-batch if lower)")
     add(rep, "max_batch", "SPANS", "spans per POST (1000)")
     add(rep, "buffer_capacity", "SPANS", "spans kept while the collector is away (20000)")
     add(rep, "report_timeout", "SECONDS", "for one POST (5)")

@@ -216,7 +216,7 @@ def test_a_lower_max_batch_alone_lowers_min_batch_with_it() -> None:
         got = _reporter(values, source)
         return got.min_batch, got.max_batch
 
-    assert settings() == (1000, 1000)
+    assert settings() == (200, 1000)
     assert settings(max_batch=100) == (100, 100)
-    assert settings(max_batch=5000) == (1000, 5000)
+    assert settings(max_batch=5000) == (200, 5000)
     assert settings(min_batch=10, max_batch=100) == (10, 100)

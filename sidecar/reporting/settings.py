@@ -17,12 +17,13 @@ class SettingsError(ValueError):
 @dataclass(frozen=True, slots=True)
 class ReporterSettings:
     """Envoy flushes every 5 spans or 5 s; at proxy rates that is a POST per few requests, so we batch
-    more and flush sooner: spans reach the UI within a second and cost one POST per thousand. A POST
-    costs ~0.3 ms of the loop's CPU (aiohttp), so at 30,000 spans/s batches of 200 cost ~1 us per span
-    more than batches of 1000 (measured with the reporter alone, posting to bench/sink.py)."""
+    more and flush sooner: spans reach the UI within a second and cost one POST per hundreds. Larger
+    batches cost less CPU (a POST is ~0.3 ms of the loop: at 30,000 spans/s, batches of 1000 save ~1 us
+    per span over 200) but stall the loop longer at once: with 1000, at 10,000 req/s the added p99 went
+    from 0.64 to 1.25 ms (bench/run.py --rates), so 200 it is."""
 
     flush_interval: float = 1.0  # seconds between flushes of a non-empty buffer
-    min_batch: int = 1000  # a flush starts as soon as this many spans wait
+    min_batch: int = 200  # a flush starts as soon as this many spans wait
     max_batch: int = 1000  # spans per POST: bounds a flush's CPU slice and the body size (~650 KB JSON)
     buffer_capacity: int = 20000  # spans kept while the collector is slow or down; more are dropped
     request_timeout: float = 5.0  # seconds for one POST

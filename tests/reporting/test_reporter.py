@@ -304,9 +304,9 @@ def test_settings_from_env_and_errors() -> None:
         {"SIDECAR_REPORTER_FLUSH_INTERVAL": "0.5", "SIDECAR_REPORTER_MAX_BATCH": "500"}
     )
     # A max_batch below the default min_batch, set alone, lowers min_batch with it; above, it leaves it.
-    assert s.flush_interval == 0.5 and s.max_batch == 500 and s.min_batch == 500
-    s = ReporterSettings.from_env({"SIDECAR_REPORTER_MAX_BATCH": "5000"})
-    assert s.max_batch == 5000 and s.min_batch == ReporterSettings().min_batch
+    assert s.flush_interval == 0.5 and s.max_batch == 500 and s.min_batch == ReporterSettings().min_batch
+    s = ReporterSettings.from_env({"SIDECAR_REPORTER_MAX_BATCH": "100"})
+    assert s.max_batch == 100 and s.min_batch == 100
     with pytest.raises(SettingsError, match="min_batch <= max_batch"):  # both given: a real conflict
         ReporterSettings.from_env({"SIDECAR_REPORTER_MIN_BATCH": "600", "SIDECAR_REPORTER_MAX_BATCH": "500"})
     with pytest.raises(SettingsError, match="SIDECAR_REPORTER_MIN_BATCH: expected an integer"):
