@@ -102,6 +102,21 @@ def test_one_turn_accepts_at_most_the_cap(monkeypatch: pytest.MonkeyPatch) -> No
     run("uvloop", main)
 
 
+def failing_accept(monkeypatch: pytest.MonkeyPatch, error: OSError, times: int) -> list[int]:
+    """socket.accept raises `error` the next `times` calls, then accepts; the list counts down."""
+    real = socket.socket.accept
+    left = [times]
+
+    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        if left[0]:
+            left[0] -= 1
+            raise error
+        return real(self)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+    return left
+
+
 @pytest.mark.parametrize("loop_name", LOOPS)
 def test_out_of_descriptors_pauses_accepting_and_loses_nobody(
     loop_name: str, monkeypatch: pytest.MonkeyPatch
@@ -110,16 +125,7 @@ def test_out_of_descriptors_pauses_accepting_and_loses_nobody(
 
     async def main() -> None:
         Counted.made = []
-        real = socket.socket.accept
-        failures = [3]
-
-        def accept(self: socket.socket) -> tuple[socket.socket, Any]:
-            if failures[0]:
-                failures[0] -= 1
-                raise OSError(errno.EMFILE, "Too many open files")
-            return real(self)
-
-        monkeypatch.setattr(socket.socket, "accept", accept)
+        failures = failing_accept(monkeypatch, OSError(errno.EMFILE, "Too many open files"), 3)
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
         with clients(acceptor.sockets[0].getsockname()[1], 5):
             acceptor.start()
@@ -175,16 +181,8 @@ def test_a_client_gone_while_queued_is_skipped_within_the_turn(monkeypatch: pyte
 
     async def main() -> None:
         Counted.made = []
-        real = socket.socket.accept
-        failures = [1]
-
-        def accept(self: socket.socket) -> tuple[socket.socket, Any]:
-            if failures[0]:
-                failures[0] -= 1
-                raise ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort")
-            return real(self)
-
-        monkeypatch.setattr(socket.socket, "accept", accept)
+        gone = ConnectionAbortedError(errno.ECONNABORTED, "Software caused connection abort")
+        failures = failing_accept(monkeypatch, gone, 1)
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
         sock = acceptor.sockets[0]
         with clients(sock.getsockname()[1], 2):
