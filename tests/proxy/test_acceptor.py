@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import struct
+import time
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,13 +42,25 @@ class Counted(asyncio.Protocol):
         Counted.made.append(self)
 
 
+def accept_queue(listening: socket.socket) -> int:
+    """Connections waiting in a listening socket's accept queue (Linux: tcp_info's unacked field)."""
+    info = listening.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("I", info, 24)[0])
+
+
 @contextmanager
-def clients(port: int, n: int) -> Iterator[list[socket.socket]]:
-    """`n` connections whose handshake completed: each sits in the listener's accept queue."""
+def clients(listening: socket.socket, n: int, *, queued: bool = True) -> Iterator[list[socket.socket]]:
+    """`n` connections to `listening`; with `queued`, returns once all n wait in its accept queue (the
+    kernel may finish a handshake after connect returns)."""
+    port = listening.getsockname()[1]
     socks = []
     try:
         for _ in range(n):
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        deadline = time.monotonic() + 5
+        while queued and accept_queue(listening) < n:
+            assert time.monotonic() < deadline, f"{accept_queue(listening)} of {n} queued"
+            time.sleep(0.001)
         yield socks
     finally:
         for sock in socks:
@@ -67,8 +81,7 @@ def test_every_queued_connection_is_taken_in_one_turn(loop_name: str) -> None:
     async def main() -> None:
         Counted.made = []
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
-        port = acceptor.sockets[0].getsockname()[1]
-        with clients(port, 200):  # queued before the loop runs again
+        with clients(acceptor.sockets[0], 200):  # all queued before the loop runs again
             acceptor.start()
             # uvloop's create_server needed 200 turns here, one per connection.
             assert await turns_until(lambda: acceptor.accepted == 200, 3) <= 3
@@ -88,7 +101,7 @@ def test_one_turn_accepts_at_most_the_cap(monkeypatch: pytest.MonkeyPatch) -> No
         Counted.made = []
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
         sock = acceptor.sockets[0]
-        with clients(sock.getsockname()[1], 25):
+        with clients(sock, 25):
             taken = []
             for _ in range(4):
                 acceptor._ready(sock)  # what the loop calls when the socket is readable
@@ -127,7 +140,7 @@ def test_out_of_descriptors_pauses_accepting_and_loses_nobody(
         Counted.made = []
         failures = failing_accept(monkeypatch, OSError(errno.EMFILE, "Too many open files"), 3)
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
-        with clients(acceptor.sockets[0].getsockname()[1], 5):
+        with clients(acceptor.sockets[0], 5):
             acceptor.start()
             for _ in range(500):  # three pauses of 10 ms, then all five queued clients
                 if len(Counted.made) == 5:
@@ -148,7 +161,7 @@ def test_closed_acceptor_refuses_and_keeps_accepted_connections(loop_name: str) 
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
         port = acceptor.sockets[0].getsockname()[1]
         acceptor.start()
-        with clients(port, 1) as (client,):
+        with clients(acceptor.sockets[0], 1, queued=False) as (client,):
             assert await turns_until(lambda: len(Counted.made) == 1, 10) <= 10
             acceptor.close()
             assert not acceptor.serving
@@ -185,7 +198,7 @@ def test_a_client_gone_while_queued_is_skipped_within_the_turn(monkeypatch: pyte
         failures = failing_accept(monkeypatch, gone, 1)
         acceptor = Acceptor(await bind("127.0.0.1", 0), Counted)
         sock = acceptor.sockets[0]
-        with clients(sock.getsockname()[1], 2):
+        with clients(sock, 2):
             acceptor._ready(sock)
             assert acceptor.accepted == 2 and failures == [0]
             assert await turns_until(lambda: len(Counted.made) == 2, 10) <= 10
