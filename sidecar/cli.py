@@ -309,8 +309,7 @@ def _reporter(values: dict[str, Any], source: dict[str, str]) -> Any:
     def value(dest: str) -> Any:
         return values[dest] if values[dest] is not None else getattr(base, REPORTER_FIELDS[dest])
 
-    if values["min_batch"] is None and value("max_batch") < base.min_batch:
-        values = {**values, "min_batch": value("max_batch")}  # a lower --max-batch alone lowers it too
+    values = {**values, "min_batch": base.min_batch_for(values["min_batch"], values["max_batch"])}
     if value("min_batch") > value("max_batch"):
         raise UsageError(f"{named('min_batch')} must be <= {named('max_batch')}")
     if value("buffer_capacity") < value("max_batch"):

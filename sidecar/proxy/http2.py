@@ -86,9 +86,8 @@ class H2Downstream(H2Peer):
             self.protocol_error(_kind(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
             return
         if self.h2.stream_errors:  # streams the codec reset itself (nghttp2), counted all the same
-            errors_by_kind = self.host.stats.h2_errors
             for kind in self.h2.stream_errors:
-                errors_by_kind[kind] = errors_by_kind.get(kind, 0) + 1
+                self.host.stats.h2_error(kind)
             self.h2.stream_errors.clear()
         self.in_callback = True
         try:
@@ -226,8 +225,7 @@ class H2Downstream(H2Peer):
 
     # Endings ------------------------------------------------------------------------------------
     def protocol_error(self, kind: str, code: int) -> None:
-        stats = self.host.stats
-        stats.h2_errors[kind] = stats.h2_errors.get(kind, 0) + 1
+        self.host.stats.h2_error(kind)
         log.debug("%s: HTTP/2 %s from %s: GOAWAY %s", self.host.name, kind, self.peer, code)
         self.goaway(code, close=True)
 

@@ -36,7 +36,7 @@ class ListenerStats:
     connections_total: int = 0
     connections_active: int = 0
     streams_active: int = 0  # open HTTP/2 streams
-    h2_errors: dict[str, int] = field(default_factory=dict)  # connections ended by GOAWAY, by kind
+    h2_errors: dict[str, int] = field(default_factory=dict)  # by kind: GOAWAYs, streams nghttp2 reset
     bytes_received: int = 0  # request bodies (tcp: bytes from the client)
     bytes_sent: int = 0  # response bodies (tcp: bytes to the client)
     duration_buckets: list[int] = field(default_factory=lambda: [0] * (len(DURATION_BUCKETS) + 1))
@@ -50,6 +50,10 @@ class ListenerStats:
 
     def count_endpoint(self, table: dict[str, int], endpoint: str) -> None:
         table[endpoint] = table.get(endpoint, 0) + 1
+
+    def h2_error(self, kind: str) -> None:
+        """An HTTP/2 protocol error: a connection ended by GOAWAY, or a stream the codec reset itself."""
+        self.h2_errors[kind] = self.h2_errors.get(kind, 0) + 1
 
     def local_reply(self, flag: str) -> None:
         """A reply the proxy made or a connection it refused, by Envoy flag (or our own reason)."""

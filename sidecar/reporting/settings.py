@@ -44,13 +44,17 @@ class ReporterSettings:
                 f"buffer_capacity ({self.buffer_capacity}) must be >= max_batch ({self.max_batch})"
             )
 
+    def min_batch_for(self, min_batch: int | None, max_batch: int | None) -> int | None:
+        """The min_batch a change asks for (None: keep this one). A max_batch given alone below this
+        min_batch lowers it too, so only a min_batch set as well can conflict with it."""
+        if min_batch is None and max_batch is not None and max_batch < self.min_batch:
+            return max_batch
+        return min_batch
+
     def replace(self, **changes: Any) -> ReporterSettings:
-        """A copy with the given (non-None) fields changed, e.g. from CLI flags. A max_batch below the
-        min_batch it would keep lowers min_batch with it (only a min_batch set too can conflict)."""
-        given = {k: v for k, v in changes.items() if v is not None}
-        if "max_batch" in given and "min_batch" not in given and self.min_batch > given["max_batch"]:
-            given["min_batch"] = given["max_batch"]
-        return dataclasses.replace(self, **given)
+        """A copy with the given (non-None) fields changed, e.g. from CLI flags (see `min_batch_for`)."""
+        changes["min_batch"] = self.min_batch_for(changes.get("min_batch"), changes.get("max_batch"))
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], base: ReporterSettings | None = None) -> ReporterSettings:
