@@ -21,14 +21,35 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomTag:
+    """A MeshTrace tag: a literal value, or a request header's value (or its default)."""
+
+    name: str
+    literal: str | None = None
+    header: str | None = None  # lowercase header name
+    default: str | None = None  # with `header`: the value when the header is absent
+
+
+@dataclass(frozen=True, slots=True)
 class Backend:
+    """A resolved tracing backend: a Mesh backend (TrafficTrace) or a MeshTrace backend.
+
+    `type` is "zipkin" or "openTelemetry". TrafficTrace backends use only `sampling` (Envoy's
+    overall_sampling); MeshTrace also sets `client_sampling`, `random_sampling` and `tags`.
+    """
+
     name: str
     type: str
-    sampling: float = 100.0
-    url: str = ""
+    sampling: float = 100.0  # percent: overall
+    url: str = ""  # zipkin
     trace_id_128bit: bool = False
     api_version: str = "httpJson"
     shared_span_context: bool = True
+    endpoint: str = ""  # openTelemetry: "host:port" (protocol grpc) or an http(s) URL (protocol http)
+    protocol: str = ""  # openTelemetry: "grpc" | "http"
+    client_sampling: float = 100.0  # percent: requests carrying x-client-trace-id
+    random_sampling: float = 100.0  # percent: the others
+    tags: tuple[CustomTag, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The `backend` object of the inspect JSON (DESIGN.md section 4)."""
