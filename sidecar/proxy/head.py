@@ -13,8 +13,9 @@ Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests
 4. A chunked request keeps its other transfer codings (`gzip, chunked` stays `gzip, chunked`): the proxy
    re-frames the chunks, never the coded bytes. A request without Host (HTTP/1.0) gets one, since the
    upstream speaks HTTP/1.1.
-5. Trace headers: the first value of each name in TRACE_HEADER_NAMES is read; names in
-   `Decision.remove` are dropped and `Decision.headers` appended. `x-forwarded-proto` is set when missing.
+5. Trace headers: the first value of each name the route's tracer reads (`Tracer.header_names`) is
+   read; names in `Decision.remove` are dropped and `Decision.headers` appended. `x-forwarded-proto` is
+   set when missing.
 6. Response framing is one `Framing` value: NONE (HEAD, 1xx, 204, 304), LENGTH, CHUNKED, or CLOSE (the
    upstream's close ends the body); a CHUNKED or CLOSE body goes to an HTTP/1.1 client chunked, with the
    upstream's other transfer codings kept, and to an HTTP/1.0 client delimited by the close.
@@ -98,7 +99,9 @@ class RequestHead:
         "user_agent",
     )
 
-    def __init__(self, headers: list[Header], version: str) -> None:
+    def __init__(
+        self, headers: list[Header], version: str, trace_names: frozenset[bytes] = TRACE_HEADER_NAMES
+    ) -> None:
         triples = [(n.lower(), n, v) for n, v in headers]
         self.triples = triples
         trace_in: dict[bytes, bytes] = {}
@@ -109,7 +112,7 @@ class RequestHead:
         content_length: bytes | None = None
         options: set[bytes] = set()
         for lname, _, value in triples:
-            if lname in TRACE_HEADER_NAMES:
+            if lname in trace_names:
                 if lname not in trace_in:
                     trace_in[lname] = value
             elif lname == b"host":
@@ -314,7 +317,7 @@ class H2RequestHead:
         "user_agent",
     )
 
-    def __init__(self, headers: list[Header]) -> None:
+    def __init__(self, headers: list[Header], trace_names: frozenset[bytes] = TRACE_HEADER_NAMES) -> None:
         self.method = self.scheme = self.path = b""
         self.authority = b""
         self.user_agent: bytes | None = None
@@ -336,7 +339,7 @@ class H2RequestHead:
                 elif name == b":scheme":
                     self.scheme = value
                 continue
-            if name in TRACE_HEADER_NAMES:
+            if name in trace_names:
                 if name not in trace_in:
                     trace_in[name] = value
             elif name == b"cookie":

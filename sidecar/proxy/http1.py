@@ -281,8 +281,8 @@ class DownstreamConnection(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             version = check_version(version)
-        head = RequestHead(self._headers, version)
         route = self.host.route
+        head = RequestHead(self._headers, version, route.tracer.header_names)
         upgrade = parser.should_upgrade()
         decision = route.tracer.start(
             route.kind,

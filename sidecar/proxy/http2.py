@@ -175,8 +175,8 @@ class H2Downstream(H2Peer):
         if len(self.streams) >= settings.h2_max_concurrent_streams:
             self.protocol_error("too_many_streams", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return
-        head = H2RequestHead(headers)
         route = self.host.route
+        head = H2RequestHead(headers, route.tracer.header_names)
         if head.method == b"CONNECT":
             self.send_headers(sid, [(b":status", b"405"), (b"content-length", b"0")], end_stream=True)
             self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)

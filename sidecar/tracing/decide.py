@@ -24,8 +24,8 @@ __all__ = ["TRACE_HEADER_NAMES", "Decision", "SpanKind", "Tracer", "TracerSettin
 REQUEST_ID = b"x-request-id"
 
 #: Lowercase names of the request headers the tracing decision reads and may replace. The proxy passes
-#: the first value of each one present to `Tracer.start`, and drops from the forwarded head every name in
-#: `Decision.remove` before appending `Decision.headers`.
+#: the first value of each name in `Tracer.header_names` (these, and any a tracer adds) to `Tracer.start`,
+#: and drops from the forwarded head every name in `Decision.remove` before appending `Decision.headers`.
 TRACE_HEADER_NAMES: frozenset[bytes] = frozenset(
     {REQUEST_ID, b3.B3_SINGLE, b3.TRACE_ID, b3.SPAN_ID, b3.PARENT_SPAN_ID, b3.SAMPLED, b3.FLAGS}
 )
@@ -73,6 +73,9 @@ class Tracer:
         wall_anchor_ns: int | None = None,
     ) -> None:
         self.settings = settings
+        # What the proxy collects from a request head for `start`: per tracer, since the propagation
+        # formats and the tags read from request headers depend on its settings.
+        self.header_names: frozenset[bytes] = TRACE_HEADER_NAMES
         self.service_name = service_name
         self.node_id = node_id
         self._rng = rng if rng is not None else random.Random()
