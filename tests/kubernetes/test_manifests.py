@@ -188,7 +188,7 @@ def test_kuma_resources_agree_with_deployments_and_services(
         service = services[name]
         assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
         (port,) = service["spec"]["ports"]
-        assert port["targetPort"] == "inbound"
+        assert port["targetPort"] == inbound.port
         assert inbound.service == f"{name}_{namespace}_svc_{port['port']}"
         inbound_of[f"{name}.{namespace}.svc:{port['port']}"] = inbound.port
         env = {e["name"]: e.get("value") for e in app.get("env", [])}
@@ -211,6 +211,54 @@ def test_kuma_resources_agree_with_deployments_and_services(
         f"db-api.{namespace}.svc:10021": f"db-api_{namespace}_svc_10021",
     }
     assert set(endpoints) <= set(inbound_of)
+
+
+def selected_pods(objects: list[Obj], service: Obj) -> list[Obj]:
+    selector = service["spec"]["selector"].items()
+    return [
+        pod(d)
+        for d in by_kind(objects, "Deployment").values()
+        if selector <= d["spec"]["template"]["metadata"]["labels"].items()
+    ]
+
+
+def unresolved_target_ports(objects: list[Obj]) -> list[str]:
+    """Service ports whose targetPort does not resolve on every pod the Service selects, on every
+    Kubernetes version we target: a port *name* resolves only on a regular container before 1.32
+    (names declared on init containers, native sidecars included, are ignored there); a number must be
+    a port that some container of the pod declares."""
+    problems = []
+    for name, service in by_kind(objects, "Service").items():
+        pods = selected_pods(objects, service)
+        if not pods:
+            problems.append(f"{name}: selects no pod")
+        for port in service["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            for spec in pods:
+                regular = [p for c in spec["containers"] for p in c.get("ports", [])]
+                every = regular + [p for c in spec.get("initContainers", []) for p in c.get("ports", [])]
+                if isinstance(target, str):
+                    ok = any(p.get("name") == target for p in regular)
+                else:
+                    ok = any(p["containerPort"] == target for p in every)
+                if not ok:
+                    problems.append(f"{name}: targetPort {target!r}")
+    return problems
+
+
+@pytest.mark.parametrize("variant", ["native", "plain"])
+def test_every_service_target_port_resolves_before_1_32(variant: str, request: pytest.FixtureRequest) -> None:
+    objects = request.getfixturevalue(variant)
+    assert unresolved_target_ports(objects) == []
+
+
+def test_target_port_named_on_an_init_container_is_caught(native: list[Obj]) -> None:
+    """The check itself: the shape that left Services without endpoints on 1.29-1.31."""
+    broken = yaml.safe_load(yaml.safe_dump(native))
+    for service in by_kind(broken, "Service").values():
+        if service["metadata"]["name"] == "backend":
+            service["spec"]["ports"][0]["targetPort"] = "inbound"
+    assert unresolved_target_ports(broken) == ["backend: targetPort 'inbound'"]
 
 
 def test_jaeger_v2_with_zipkin_receiver_on_all_interfaces(native: list[Obj]) -> None:
