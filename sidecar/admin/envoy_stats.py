@@ -38,8 +38,10 @@ def _merge_by(listeners: list[ListenerInfo], key: str) -> dict[str, ListenerStat
 
 
 def _connection_managers(snapshot: StatsSnapshot) -> Iterator[Stat]:
-    http = [i for i in snapshot.listeners if i.protocol == "http"]
-    tcp = [i for i in snapshot.listeners if i.protocol != "http"]
+    # HTTP/2 and gRPC listeners are HTTP connection managers too: the listener's class (its stats'
+    # direction) says how it proxies, whatever the kuma.io/protocol spelling.
+    http = [i for i in snapshot.listeners if i.stats.direction != "tcp"]
+    tcp = [i for i in snapshot.listeners if i.stats.direction == "tcp"]
     for cluster, s in sorted(_merge_by(http, "cluster").items()):
         p = f"http.{metric_safe(cluster)}."
         yield p + "downstream_cx_total", s.connections_total

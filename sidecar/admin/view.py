@@ -26,7 +26,7 @@ class ListenerInfo:
 
     name: str  # Kuma's listener name: "inbound:127.0.0.1:10001"
     direction: str  # "inbound" | "outbound"
-    protocol: str  # "http" | "tcp"
+    protocol: str  # the kuma.io/protocol served: "http", "http2", "grpc", or "tcp" for a passthrough
     host: str
     port: int  # the bound port (differs from the configured one only when that was 0)
     cluster: str  # Kuma's cluster name: "localhost:8080" inbound, the service name outbound

@@ -23,7 +23,7 @@ def listener(
     name: str, cluster: str, endpoints: tuple[str, ...], protocol: str = "http", **kw: Any
 ) -> ListenerInfo:
     direction, host, port = name.split(":")
-    stats = ListenerStats(name, direction if protocol == "http" else "tcp")
+    stats = ListenerStats(name, direction if protocol in ("http", "http2", "grpc") else "tcp")
     return ListenerInfo(name, direction, protocol, host, int(port), cluster, endpoints, stats, **kw)
 
 
