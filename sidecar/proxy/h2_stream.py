@@ -63,6 +63,7 @@ class H2Stream(Exchange):
             self.extra_tags = grpc.request_tags(
                 head.path, head.authority, head.content_type, head.grpc_timeout
             )
+            decision.span.name = grpc.span_name(head.path)
         self.pending: list[tuple[bytes, int]] = []  # request data (and its flow-controlled size) waiting
         self.pending_trailers: Headers | None = None
         self.req_done = False

@@ -16,6 +16,12 @@ def is_grpc(content_type: bytes | None) -> bool:
     return content_type is not None and content_type.startswith(b"application/grpc")
 
 
+def span_name(path: bytes) -> str:
+    """A gRPC span is named after its method, `/pkg.Service/Method`, not the authority: one operation
+    per RPC, the way gRPC users look for them (an HTTP span keeps Envoy's name, the Host)."""
+    return path.decode("latin-1")
+
+
 def request_tags(path: bytes, authority: bytes, content_type: bytes, timeout: bytes | None) -> dict[str, str]:
     tags = {
         "grpc.path": path.decode("latin-1"),

@@ -35,6 +35,7 @@ async def one_trace(topo: GrpcTopology, trace_id: str) -> dict[str, dict[str, An
     assert client["kind"] == "CLIENT" and echo["kind"] == "SERVER" and echo.get("shared") is True
     assert echo["id"] == client["id"] and echo["traceId"] == client["traceId"]
     for span in (client, echo):
+        assert span["name"] == span["tags"]["grpc.path"]  # gRPC users search spans by method
         assert span["tags"]["http.protocol"] == "HTTP/2"
         assert span["tags"]["grpc.content_type"] == "application/grpc"
     return found
