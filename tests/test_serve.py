@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -120,3 +121,29 @@ def test_workers_parent_says_the_same_lines_once(tmp_path: Path, silent_app: soc
     )
     assert draining == "draining 2 workers (grace 10s; Ctrl-C again to exit at once)"
     assert final == "stopped: drained 2 listeners (no open connections); no tracing backend (2 workers)"
+
+
+def test_debug_level_logs_each_request_and_local_reply(tmp_path: Path, silent_app: socket.socket) -> None:
+    """At --log-level debug the traffic shows: one line per request (this one a local 504 UT reply), and
+    no third-party debug chatter."""
+    process, port, _ = start(
+        tmp_path, silent_app.getsockname()[1], "--log-level", "debug", "--upstream-timeout", "0.2"
+    )
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.sendall(b"GET /slow?x=1 HTTP/1.1\r\nHost: a\r\nx-request-id: req-1\r\n\r\n")
+        upstream, _ = silent_app.accept()
+        with upstream:
+            reply = client.recv(4096)
+        client.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nbad header\r\n\r\n")
+        bad = client.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 504 ") and bad.startswith(b"HTTP/1.1 400 ")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=30)
+    debug = [line for line in err.splitlines() if " DEBUG " in line]
+    assert len(debug) == 2, err
+    assert re.fullmatch(
+        rf".* DEBUG sidecar\.proxy: inbound:127\.0\.0\.1:{port} GET /slow\?x=1 HTTP/1\.1 -> 504 UT "
+        r"\d+\.\d ms, local reply UT, x-request-id req-1",
+        debug[0],
+    ), debug[0]
+    assert "DEBUG sidecar.proxy: " in debug[1] and "local reply 400 DPE" in debug[1]

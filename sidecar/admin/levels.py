@@ -32,8 +32,10 @@ def level_name(level: int) -> str:
 
 
 def set_level(level: int) -> None:
-    """The sidecar's loggers and the root (aiohttp, asyncio) follow one level."""
-    logging.getLogger().setLevel(level)
+    """The sidecar's loggers follow `level`; the root (aiohttp, asyncio, watchfiles) follows it too, but
+    never below INFO: their debug output (a file watcher's heartbeat every few seconds) would bury the
+    sidecar's own lines."""
+    logging.getLogger().setLevel(max(level, logging.INFO))
     logging.getLogger(LOGGER).setLevel(level)
 
 

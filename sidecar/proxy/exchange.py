@@ -7,6 +7,7 @@ Subclasses say how to send a response downstream (`attach`, `local_flag`); this 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from sidecar.proxy.route import Route
     from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
+
+log = logging.getLogger("sidecar.proxy")
+_DEBUG = logging.DEBUG
 
 _UPSTREAM_FAILURES = frozenset(
     {
@@ -196,6 +200,22 @@ class Exchange:
             )
         if route.access_log is not None:
             route.access_log(self.access_record(seconds))
+        if log.isEnabledFor(_DEBUG):  # a cached check: nothing more per request at INFO
+            log.debug("%s", self.debug_line(seconds))
+
+    def debug_line(self, seconds: float) -> str:
+        """One line per request at --log-level debug; a local reply says so, with its flag."""
+        flags = self.flags
+        origin = (
+            f"local reply {flags}"
+            if flags in errors.STATUS_FOR_FLAG or flags == errors.DOWNSTREAM_PROTOCOL_ERROR
+            else f"upstream {self.upstream_address or '-'}"
+        )
+        return (
+            f"{self.host.name} {self.method.decode('latin-1')} {self.target.decode('latin-1')[:256]} "
+            f"{self.protocol} -> {self.status} {flags} {seconds * 1000:.1f} ms, {origin}, "
+            f"x-request-id {self.decision.request_id}"
+        )
 
     def access_record(self, seconds: float) -> dict[str, Any]:
         return {

@@ -8,6 +8,7 @@ future callback. The head rules live in `head.py`; one request's life in `h1_exc
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
@@ -16,6 +17,8 @@ import httptools
 from sidecar.proxy import errors
 from sidecar.proxy.h1_exchange import H1Exchange
 from sidecar.proxy.head import HeadError, RequestHead, check_version, render_h1_request
+
+log = logging.getLogger("sidecar.proxy")
 
 if TYPE_CHECKING:
     from sidecar.proxy.host import ConnectionHost
@@ -182,6 +185,7 @@ class DownstreamConnection(asyncio.Protocol):
             return
         self._refused = True
         self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)
+        log.debug("%s: local reply %d DPE to %s: %s", self.host.name, status, self.peer, detail)
         reply = errors.bad_request(status, detail)
         current = self.current
         if current is not None and not current.req_done and not current.finished and self.queue:
