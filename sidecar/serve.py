@@ -23,26 +23,33 @@ from sidecar.runtime import DrainSummary, RunOptions, Runtime, StartupError
 log = logging.getLogger("sidecar")
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def summary_line(summary: DrainSummary, grace: float) -> str:
     """The final line: what was drained and flushed."""
+    listeners = _count(summary.listeners, "listener")
+    connections = _count(summary.connections, "open connection")
     if not summary.connections:
-        drained = f"drained {summary.listeners} listeners (no open connections)"
+        drained = f"drained {listeners} (no open connections)"
     elif summary.grace_ran_out:
-        drained = (
-            f"drained {summary.listeners} listeners ({summary.connections} open connections; "
-            f"the {grace:g}s grace ran out and the rest were cut)"
-        )
+        drained = f"drained {listeners} ({connections}; the {grace:g}s grace ran out and the rest were cut)"
     else:
-        drained = (
-            f"drained {summary.listeners} listeners "
-            f"({summary.connections} open connections closed in {summary.seconds:.1f}s)"
-        )
-    flushed = (
-        f"; flushed {summary.spans_flushed} spans to {summary.backend} ({summary.spans_dropped} dropped)"
-        if summary.backend
-        else "; no tracing backend"
+        drained = f"drained {listeners} ({connections} closed in {summary.seconds:.1f}s)"
+    if not summary.backend:
+        flushed = "; no tracing backend"
+    elif not summary.spans_flushed and not summary.spans_dropped:
+        flushed = f"; every span was already sent to {summary.backend}"
+    else:
+        flushed = f"; flushed {_count(summary.spans_flushed, 'span')} to {summary.backend}"
+        if summary.spans_dropped:
+            flushed += f" ({summary.spans_dropped} dropped)"
+    logged = (
+        f"; access log: {_count(summary.access_log_lines, 'line')}"
+        if summary.access_log_lines is not None
+        else ""
     )
-    logged = f"; access log: {summary.access_log_lines} lines" if summary.access_log_lines is not None else ""
     return f"stopped: {drained}{flushed}{logged}"
 
 

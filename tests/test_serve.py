@@ -12,10 +12,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from sidecar.runtime import DrainSummary
+from sidecar.serve import summary_line
 from tests.util import free_port
 
 
@@ -89,7 +92,7 @@ def test_ready_line_and_final_line(tmp_path: Path, silent_app: socket.socket) ->
         f"sidecar {ready.split()[1]} for web-01 ready: inbound 127.0.0.1:{port}; no tracing; admin 127.0.0.1:{admin}"
     )
     assert draining == "draining (grace 10s; Ctrl-C again to exit at once)"
-    assert final == "stopped: drained 1 listeners (no open connections); no tracing backend"
+    assert final == "stopped: drained 1 listener (no open connections); no tracing backend"
 
 
 def test_a_second_ctrl_c_exits_without_draining(tmp_path: Path, silent_app: socket.socket) -> None:
@@ -147,3 +150,26 @@ def test_debug_level_logs_each_request_and_local_reply(tmp_path: Path, silent_ap
         debug[0],
     ), debug[0]
     assert "DEBUG sidecar.proxy: " in debug[1] and "local reply 400 DPE" in debug[1]
+
+
+@pytest.mark.parametrize(
+    ("counts", "expected"),
+    [
+        (
+            {"listeners": 1, "connections": 1, "spans_flushed": 1},
+            "stopped: drained 1 listener (1 open connection closed in 0.2s); flushed 1 span to B",
+        ),
+        (
+            {"listeners": 2, "connections": 0, "spans_flushed": 0},
+            "stopped: drained 2 listeners (no open connections); every span was already sent to B",
+        ),
+        (
+            {"listeners": 2, "connections": 3, "spans_flushed": 5, "spans_dropped": 2, "grace_ran_out": True},
+            "stopped: drained 2 listeners (3 open connections; the 10s grace ran out and the rest were cut); "
+            "flushed 5 spans to B (2 dropped)",
+        ),
+    ],
+)
+def test_stop_line_counts_in_plain_english(counts: dict[str, Any], expected: str) -> None:
+    summary = DrainSummary(backend="B", seconds=0.2, **counts)
+    assert summary_line(summary, 10) == expected
