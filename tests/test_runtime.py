@@ -264,7 +264,7 @@ async def test_shutdown_says_what_it_drained_and_flushed(tmp_path: Path) -> None
         summary = await r.runtime.shutdown()
         writer.close()
     assert (summary.listeners, summary.connections, summary.backend) == (2, 1, "")
-    assert summary_line(summary, 0.5).startswith("stopped: drained 2 listeners (1 open connections ")
+    assert summary_line(summary, 0.5).startswith("stopped: drained 2 listeners (1 open connection ")
     assert summary_line(summary, 0.5).endswith("; no tracing backend")
 
 
@@ -299,3 +299,27 @@ async def test_starts_and_reloads_past_an_unrelated_broken_dataplane(
         assert [rec.message.split(",")[0] for rec in caplog.records] == ["skipping Dataplane/other-01"]
     finally:
         await fresh.shutdown()
+
+
+async def test_an_outbound_nobody_serves_answers_503_uh_and_warns_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A typo in an outbound's service used to become a TCP passthrough with no endpoint: the caller saw a
+    closed socket and the log said nothing."""
+    config = tmp_path / "all.yaml"
+    port, out_port = free_port(), free_port()
+    write(config, port, free_port(), "http")
+    docs = list(yaml.safe_load_all(config.read_text()))
+    docs[1]["networking"]["outbound"] = [{"port": out_port, "tags": {"kuma.io/service": "nobody"}}]
+    config.write_text(yaml.safe_dump_all(docs))
+    runtime = Runtime(RunOptions(config=[str(config)], dataplane="web-01", admin_port=-1, watch=False))
+    try:
+        await runtime.start()
+        with caplog.at_level(logging.WARNING, logger="sidecar"):
+            replies = [await get(out_port) for _ in range(3)]
+    finally:
+        await runtime.shutdown()
+    for reply in replies:
+        assert reply.startswith(b"HTTP/1.1 503 ") and reply.endswith(b"no healthy upstream")
+    warned = [r.getMessage() for r in caplog.records if "has no endpoint" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith('outbound "nobody" has no endpoint'), warned

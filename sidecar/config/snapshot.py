@@ -155,7 +155,9 @@ def _outbound(resources: Resources, dataplane: Dataplane, out: Outbound) -> Outb
     if len(protocols) == 1:
         protocol = protocols.pop()
     elif not protocols:
-        protocol = out.tags.get(PROTOCOL_TAG, "tcp")
+        # Nothing tells the protocol. With no endpoint at all (a typo, a peer not deployed yet), HTTP: a
+        # caller then gets Envoy's 503 UH naming the problem, not a silently closed TCP connection.
+        protocol = out.tags.get(PROTOCOL_TAG, "tcp" if endpoints else "http")
     else:
         protocol = "tcp"
     return OutboundListener(out.address, out.port, out.service, protocol, tuple(endpoints))

@@ -33,6 +33,21 @@ _UPSTREAM_FAILURES = frozenset(
 )
 
 
+NO_ENDPOINT_WARNING_EVERY = 60.0  # seconds: one line per service, not one per request
+_no_endpoint_warned: dict[str, float] = {}
+
+
+def _warn_no_endpoint(service: str, now: float) -> None:
+    last = _no_endpoint_warned.get(service)
+    if last is None or now - last >= NO_ENDPOINT_WARNING_EVERY:
+        _no_endpoint_warned[service] = now
+        log.warning(
+            'outbound "%s" has no endpoint: no Dataplane inbound or ExternalService provides that service; '
+            "answering 503 UH (`sidecar validate` checks the names; said at most once a minute)",
+            service,
+        )
+
+
 class Exchange:
     """One request through the proxy, from its head to the end of its response."""
 
@@ -102,6 +117,7 @@ class Exchange:
         """The next endpoint (round robin), counted; None after answering 503 UH when there is none."""
         endpoint = self.route.next_endpoint()
         if endpoint is None:
+            _warn_no_endpoint(self.route.cluster, self.host.loop.time())
             self.local_flag(errors.NO_HEALTHY_UPSTREAM)
             return None
         self.endpoint = endpoint

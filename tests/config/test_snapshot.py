@@ -67,7 +67,8 @@ def test_outbound_endpoints_protocols_and_service_name(tmp_path: Path, form: str
     )  # sorted by dataplane name
     assert by_service["backend"].protocol == "http" and by_service["backend"].traced
     assert by_service["mixed"].protocol == "tcp"
-    assert by_service["nobody"].endpoints == () and by_service["nobody"].protocol == "tcp"
+    # nobody serves it: HTTP, so a caller gets a 503 UH rather than a closed connection
+    assert by_service["nobody"].endpoints == () and by_service["nobody"].protocol == "http"
     assert by_service["httpbin"].endpoints == ("httpbin.org:80",) and by_service["httpbin"].protocol == "http"
     assert by_service["backend"].address == "127.0.0.1"
 
