@@ -214,6 +214,8 @@ def _plural(n: int, word: str) -> str:
 
 def _validate(paths: list[str]) -> int:
     result = load_config(paths)
+    for notice in result.notices:  # on stderr: stdout keeps its one summary line (or the problems)
+        print(f"warning: {notice.text}", file=sys.stderr)
     if not result.ok:
         for problem in result.problems:
             print(problem)
@@ -267,8 +269,12 @@ def run_values(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[dict[s
     if len(chosen) > 1:
         raise UsageError(f"give one of {' and '.join(source[d] for d in chosen)}, not both")
     if not chosen:
+        # A misspelt variable is the likely cause: say so here, since this error stops the start before
+        # the unknown-variable warnings are printed.
+        typos = [w for w in unknown_variables(env) if "did you mean SIDECAR_DATAPLANE" in w]
         raise UsageError(
             "which Dataplane? pass --dataplane NAME or --dataplane-file FILE, or set $SIDECAR_DATAPLANE"
+            + "".join(f"; {w}" for w in typos)
         )
     for other in {"dataplane", "dataplane_file"} - set(chosen):
         values[other] = None

@@ -24,6 +24,25 @@ def test_validate_ok_prints_one_summary_line(capsys: pytest.CaptureFixture[str])
     assert out == ["OK: 3 files, 1 mesh, 2 traffic traces, 3 dataplanes, 0 external services"]
 
 
+def test_validate_warnings_go_to_stderr_and_keep_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(
+        "type: Mesh\nname: default\ntracing:\n  backends:\n  - name: j\n    sampling: 0.5\n    conf:\n"
+        "      url: http://x:9411/\n"
+    )
+    assert main(["validate", "--config", str(ok)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        "OK: 1 file, 1 mesh, 0 traffic traces, 0 dataplanes, 0 external services"
+    ]
+    assert captured.err.splitlines() == [
+        f"warning: {ok}:6: Mesh/default: tracing.backends[0].sampling: is a percent, not a ratio: 0.5 "
+        "samples 0.5 % of requests (for 50 %, write 50)"
+    ]
+
+
 def test_validate_problems_one_line_each_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(

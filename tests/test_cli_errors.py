@@ -38,6 +38,14 @@ CASES = {
         r"sidecar run: which Dataplane\? pass --dataplane NAME or --dataplane-file FILE, "
         r"or set \$SIDECAR_DATAPLANE",
     ),
+    "misspelt dataplane variable": Case(
+        ["run", "--config", "{config}"],
+        2,
+        r"sidecar run: which Dataplane\? pass --dataplane NAME or --dataplane-file FILE, "
+        r"or set \$SIDECAR_DATAPLANE; unknown environment variable SIDECAR_DATAPLAN \(ignored\); "
+        r"did you mean SIDECAR_DATAPLANE\?",
+        {"SIDECAR_DATAPLAN": "web-01"},
+    ),
     "two dataplanes": Case(
         ["run", "--config", "{config}", "--dataplane", "web-01", "--dataplane-file", "{config}"],
         2,
@@ -156,6 +164,19 @@ CASES = {
         ["run", "--config", "{config}", "--dataplane", "nope", "--admin-address", "127.0.0.1:0"],
         1,
         r'dataplane "nope" not found \(known: web-01\)',
+    ),
+    "service name for a dataplane": Case(
+        ["run", "--config", "{config}", "--dataplane", "web", "--admin-address", "127.0.0.1:0"],
+        1,
+        r'dataplane "web" not found \(known: web-01\); "web" is the kuma.io/service of Dataplane web-01: '
+        r'did you mean "web-01"\?',
+    ),
+    "service name for a dataplane variable": Case(
+        ["run", "--config", "{config}", "--admin-address", "127.0.0.1:0"],
+        1,
+        r'dataplane "web" not found \(known: web-01\); "web" is the kuma.io/service of Dataplane web-01: '
+        r'did you mean "web-01"\?',
+        {"SIDECAR_DATAPLANE": "web"},
     ),
     "missing config": Case(
         ["run", "--config", "{config}.missing", "--dataplane", "web-01"],

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from sidecar.config.load import load_raw
-from sidecar.config.model import Dataplane, Resources
+from sidecar.config.model import SERVICE_TAG, Dataplane, Resources
 from sidecar.config.problems import Problem, did_you_mean
 from sidecar.config.snapshot import Snapshot, SnapshotError, build_snapshot
 from sidecar.config.validate import validate
@@ -36,6 +36,7 @@ __all__ = [
 class ConfigResult:
     resources: Resources
     issues: list[Problem] = field(default_factory=list)
+    notices: list[Problem] = field(default_factory=list)  # warnings: the resources are valid all the same
 
     @property
     def problems(self) -> list[str]:
@@ -57,7 +58,10 @@ def load_config(paths: Iterable[str], extra_paths: Iterable[str] = ()) -> Config
     """Load and validate every resource under `paths` (+ `extra_paths`, e.g. a --dataplane-file)."""
     raws, files, problems = load_raw([*paths, *extra_paths])
     resources, invalid = validate(raws, files)
-    return ConfigResult(resources, problems + invalid)
+    if problems:  # a file that did not load may hold what the others miss: say that once
+        invalid = [p for p in invalid if not p.follows]
+    errors = [p for p in invalid if not p.warning]
+    return ConfigResult(resources, problems + errors, [p for p in invalid if p.warning])
 
 
 def _choose(result: ConfigResult, name: str | None, dataplane_file: str | None) -> Dataplane | str:
@@ -71,9 +75,14 @@ def _choose(result: ConfigResult, name: str | None, dataplane_file: str | None) 
     chosen = next((d for d in dataplanes if d.name == name), None)
     if chosen is None:
         names = sorted({d.name for d in dataplanes})
-        return (
-            f'dataplane "{name}" not found (known: {", ".join(names) or "none"}){did_you_mean(name, names)}'
+        # A service name given for a Dataplane name is the usual mistake: name the Dataplanes serving it.
+        serving = sorted({d.name for d in dataplanes for i in d.inbound if i.tags.get(SERVICE_TAG) == name})
+        hint = (
+            f'; "{name}" is the {SERVICE_TAG} of Dataplane {", ".join(serving)}: did you mean "{serving[0]}"?'
+            if serving
+            else did_you_mean(name, names)
         )
+        return f'dataplane "{name}" not found (known: {", ".join(names) or "none"}){hint}'
     return chosen
 
 
@@ -128,7 +137,12 @@ def resolve_dataplane(
     except SnapshotError as exc:
         return Resolution(None, [str(exc)])
     in_file_order = sorted(broken.items(), key=lambda item: (item[1][0].file, item[1][0].line or 0))
-    return Resolution(snapshot, [], [_warning(r, p) for r, p in in_file_order])
+    notices = [
+        n.text
+        for n in result.notices
+        if n.resource in ours or (n.kind == "TrafficTrace" and n.mesh == chosen.mesh)
+    ]
+    return Resolution(snapshot, [], [_warning(r, p) for r, p in in_file_order] + notices)
 
 
 def resolve(

@@ -34,16 +34,30 @@ class Checks:
         # The mesh a problem belongs to (a mesh-scoped resource without `mesh:` is in "default").
         self.mesh = raw.mesh if isinstance(raw.mesh, str) and raw.mesh else "default"
 
-    def add(self, path: str, message: str) -> None:
-        self.count += 1
+    def add(self, path: str, message: str, *, follows: bool = False, warning: bool = False) -> None:
+        if not warning:
+            self.count += 1
         prefix = "" if path == "mesh" else self.raw.prefix  # `mesh` is top-level in both forms
         full = f"{prefix}{path}"
         line = self.raw.line_of(_segments(full))
         raw = self.raw
         text = f"{where(raw.file, line)}: {raw.kind}/{raw.name}: {full}: {message}"
         self.out.append(
-            Problem(text, raw.file, line, raw.kind, raw.name, self.mesh if raw.kind != "Mesh" else "")
+            Problem(
+                text,
+                raw.file,
+                line,
+                raw.kind,
+                raw.name,
+                self.mesh if raw.kind != "Mesh" else "",
+                follows=follows,
+                warning=warning,
+            )
         )
+
+    def warn(self, path: str, message: str) -> None:
+        """A problem that does not make the resource invalid (a likely mistake, said once)."""
+        self.add(path, message, warning=True)
 
     def mapping(self, value: Any, path: str, allowed: Iterable[str]) -> dict[str, Any]:
         if value is None:
@@ -98,5 +112,6 @@ class Checks:
         if mesh in meshes:
             return True
         known = ", ".join(sorted(meshes)) or "none"
-        self.add("mesh", f'mesh "{mesh}" does not exist (meshes: {known}){did_you_mean(mesh, meshes)}')
+        message = f'mesh "{mesh}" does not exist (meshes: {known}){did_you_mean(mesh, meshes)}'
+        self.add("mesh", message, follows=True)
         return False

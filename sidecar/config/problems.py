@@ -20,6 +20,10 @@ class Problem:
     kind: str | None = None  # None: the problem is the file's or a document's, not one resource's
     name: str | None = None
     mesh: str | None = None  # the mesh of a mesh-scoped resource ("" when unknown)
+    # A consequence of what may be a problem elsewhere (a missing mesh may sit in a file that did not
+    # parse): not reported when a file-level problem is, so one YAML error is one line.
+    follows: bool = False
+    warning: bool = False  # worth saying, but the resource is valid: `validate` still exits 0
 
     def __str__(self) -> str:
         return self.text

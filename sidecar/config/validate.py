@@ -1,6 +1,7 @@
 """Raw documents to typed resources by Kuma's rules; problems as `FILE:LINE: KIND/NAME: FIELD: message`.
 
-User errors are collected, never raised: every problem of every file is reported in one pass. Messages
+User errors are collected, never raised: every problem of every file is reported in one pass, and
+warnings (a valid resource that is likely a mistake) beside them. Messages
 keep Kuma's wording and add what names the fix: the offending value, the valid choices, and "did you
 mean" for a name or field within two edits of a known one.
 """
@@ -29,6 +30,7 @@ from sidecar.config.model import (
     TrafficTrace,
 )
 from sidecar.config.problems import Problem, did_you_mean, shown, where
+from sidecar.config.snapshot import kubernetes_service_endpoint
 
 API_VERSIONS = {"httpJsonV1": "httpJson", "httpJson": "httpJson", "httpProto": "httpProto"}
 BACKEND_TYPES = ("zipkin", "datadog")
@@ -111,9 +113,18 @@ def _backend(item: Any, path: str, p: Checks) -> Backend | None:
         hint = did_you_mean(kind, BACKEND_TYPES)
         p.add(f"{path}.type", f"unknown backend type {shown(kind)}. Available backends: {available}{hint}")
     sampling = spec.get("sampling", 100.0)
-    if isinstance(sampling, bool) or not isinstance(sampling, int | float) or not 0.0 <= sampling <= 100.0:
+    if isinstance(sampling, bool) or not isinstance(sampling, int | float):
+        p.add(f"{path}.sampling", f"must be a number (a percent, 0.0 to 100.0), got {shown(sampling)}")
+        sampling = 100.0
+    elif not 0.0 <= sampling <= 100.0:
         p.add(f"{path}.sampling", f"has to be in [0.0 - 100.0] range, got {shown(sampling)}")
         sampling = 100.0
+    elif 0.0 < sampling < 1.0:
+        p.warn(
+            f"{path}.sampling",
+            f"is a percent, not a ratio: {sampling:g} samples {sampling:g} % of requests "
+            f"(for {sampling * 100:g} %, write {sampling * 100:g})",
+        )
     if kind != "zipkin":
         return None
     conf = p.mapping(
@@ -323,6 +334,30 @@ def _unique(items: Iterable[tuple[Any, RawResource]], kind: str, out: list[Probl
             seen[key] = item.source
 
 
+def _unserved_outbounds(
+    dataplanes: list[tuple[Dataplane, RawResource]], externals: list[ExternalService], out: list[Problem]
+) -> None:
+    """A warning per outbound whose service no Dataplane inbound or ExternalService of its mesh provides
+    (nor a Kubernetes Service by name): usually a typo, and at run time every call to it is a 503 UH."""
+    provided: dict[str, set[str]] = {}
+    for dataplane, _ in dataplanes:
+        for inbound in dataplane.inbound:
+            provided.setdefault(dataplane.mesh, set()).add(inbound.tags.get(SERVICE_TAG, ""))
+    for ext in externals:
+        provided.setdefault(ext.mesh, set()).add(ext.tags.get(SERVICE_TAG, ""))
+    for dataplane, raw in dataplanes:
+        known = provided.get(dataplane.mesh, set()) - {""}
+        for i, outbound in enumerate(dataplane.outbound):
+            service = outbound.service
+            if not service or service in known or kubernetes_service_endpoint(service) is not None:
+                continue
+            Checks(raw, out).warn(
+                f"networking.outbound[{i}].tags",
+                f'no Dataplane inbound or ExternalService of mesh "{dataplane.mesh}" provides service '
+                f'"{service}": calls to it will get 503 UH{did_you_mean(service, sorted(known))}',
+            )
+
+
 def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, list[Problem]]:
     """Every problem of every resource, and the resources that parsed (use them only when no problem)."""
     out: list[Problem] = []
@@ -341,6 +376,7 @@ def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, li
     _unique(traces, "TrafficTrace", out)
     _unique(dataplanes, "Dataplane", out)
     _unique(externals, "ExternalService", out)
+    _unserved_outbounds(dataplanes, [e for e, _ in externals], out)
     resources = Resources(
         meshes,
         tuple(t for t, _ in traces),

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sidecar.config import load_config
 from tests.config.helpers import FORMS, MESH, dataplane, field_prefix, find_problem, load, trace
@@ -44,7 +45,7 @@ BAD_MESHES: list[tuple[str, dict[str, Any], str, str]] = [
         "sampling not a number",
         mesh_with({"sampling": "all"}),
         "tracing.backends[0].sampling",
-        "has to be in [0.0 - 100.0] range",
+        'must be a number (a percent, 0.0 to 100.0), got "all"',
     ),
     ("unknown type", mesh_with({"type": "jaeger"}), "tracing.backends[0].type", "unknown backend type"),
     ("datadog unsupported", mesh_with({"type": "datadog"}), "tracing.backends[0].type", "not supported"),
@@ -284,6 +285,63 @@ def test_unknown_kind_and_wrong_api_version(tmp_path: Path) -> None:
         for p in problems
     )
     assert any('Mesh/x: apiVersion: must be kuma.io/v1alpha1, got "v1"' in p for p in problems)
+
+
+def test_a_yaml_syntax_error_is_one_line_not_a_cascade(tmp_path: Path) -> None:
+    """The Mesh's file does not parse: the others' "mesh does not exist" follow from it and are not said."""
+    (tmp_path / "mesh.yaml").write_text("type: Mesh\nname: default\ntracing: [\n")
+    (tmp_path / "dp.yaml").write_text(yaml.safe_dump_all([dataplane(f"web-0{i}", WEB) for i in range(5)]))
+    problems = load_config([str(tmp_path)]).problems
+    assert len(problems) == 1 and ": yaml: " in problems[0], problems
+    # Without a broken file, the missing mesh is a problem of each resource, as before.
+    (tmp_path / "mesh.yaml").unlink()
+    problems = load_config([str(tmp_path)]).problems
+    assert len(problems) == 5 and all('mesh "default" does not exist' in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("sampling", "warned"), [(0.5, True), (0.01, True), (0, False), (1, False), (50, False)]
+)
+def test_a_sampling_below_one_is_warned_to_be_a_percent(
+    tmp_path: Path, sampling: float, warned: bool
+) -> None:
+    result = load(tmp_path, [mesh_with({"sampling": sampling})])
+    assert result.ok
+    notices = [n.text for n in result.notices]
+    if warned:
+        (notice,) = notices
+        assert notice.endswith(
+            f"Mesh/default: tracing.backends[0].sampling: is a percent, not a ratio: {sampling:g} samples "
+            f"{sampling:g} % of requests (for {sampling * 100:g} %, write {sampling * 100:g})"
+        )
+    else:
+        assert notices == []
+
+
+def test_an_outbound_nobody_provides_is_warned_with_did_you_mean(tmp_path: Path) -> None:
+    web = dataplane("web-01", WEB)
+    web["networking"]["outbound"] = [
+        {"port": 20001, "tags": {"kuma.io/service": "backnd"}},  # a typo
+        {"port": 20002, "tags": {"kuma.io/service": "backend"}},
+        {"port": 20003, "tags": {"kuma.io/service": "httpbin"}},  # an ExternalService
+        {"port": 20004, "tags": {"kuma.io/service": "db_shop_svc_5432"}},  # a Kubernetes Service by name
+    ]
+    backend = dataplane("backend-01", {"kuma.io/service": "backend"}, port=10010)
+    external = {
+        "type": "ExternalService",
+        "name": "httpbin",
+        "mesh": "default",
+        "networking": {"address": "httpbin.org:80"},
+        "tags": {"kuma.io/service": "httpbin"},
+    }
+    result = load(tmp_path, [MESH, web, backend, external])
+    assert result.ok, result.problems
+    (notice,) = [n.text for n in result.notices]
+    assert notice.endswith(
+        "Dataplane/web-01: networking.outbound[0].tags: no Dataplane inbound or ExternalService of mesh "
+        '"default" provides service "backnd": calls to it will get 503 UH; did you mean "backend"?'
+    )
+    assert notice.startswith(f"{tmp_path / 'res.yaml'}:")
 
 
 def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
