@@ -4,7 +4,7 @@
 # binary, so `docker buildx build --platform linux/amd64,linux/arm64 ...` builds each natively.
 # `--build-arg EXTRAS=demo` adds the demo services' libraries (OpenTelemetry, py_zipkin).
 # Run it with the Kuma resources mounted at /etc/sidecar and the dataplane named:
-#   docker run -v "$PWD/config:/etc/sidecar:ro" -e SIDECAR_DATAPLANE=web-01 kuma-trace-sidecar:0.1.0
+#   docker run -v "$PWD/config:/etc/sidecar:ro" -e SIDECAR_DATAPLANE=frontend-01 kuma-trace-sidecar:0.1.0
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build

@@ -143,6 +143,57 @@ def test_compose_demo_statically() -> None:
     assert (ROOT / "demo" / "load.sh").stat().st_mode & 0o111
 
 
+def _option(argv: list[str], name: str) -> str | None:
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def _own_port(svc: dict[str, object]) -> int | None:
+    """The port the service's own process serves, read from its command line (None: not our image)."""
+    argv = [str(a) for a in (svc.get("entrypoint") or []) + (svc.get("command") or [])]  # type: ignore[operator]
+    if "sidecar.collector" in argv:
+        listen = _option(argv, "--listen")
+    elif "sidecar.demo.services" in argv:
+        listen = _option(argv, "--port")
+    elif argv[:1] == ["run"]:  # the image's entrypoint, `sidecar`: its admin serves /ready
+        listen = _option(argv, "--admin-address")
+    else:
+        return None
+    return int(str(listen).rpartition(":")[2]) if listen else None
+
+
+def _healthcheck_port(test: list[str] | str) -> int:
+    text = test if isinstance(test, str) else " ".join(test)
+    match = re.search(r"//(?:127\.0\.0\.1|localhost):(\d+)/", text)
+    assert match, text
+    return int(match[1])
+
+
+def test_every_compose_service_health_checks_its_own_port() -> None:
+    """A service built from this image inherits its HEALTHCHECK (a sidecar's /ready on 9901) unless it
+    sets its own: every one must probe the port its own process serves, or it reports unhealthy."""
+    compose = yaml.safe_load((ROOT / "demo" / "docker-compose.yml").read_text())
+    (image_check,) = [rest for word, rest in stages()[-1] if word == "HEALTHCHECK"]
+    checked = 0
+    for name, svc in compose["services"].items():
+        if "build" not in svc:  # another project's image brings its own health checking
+            continue
+        port = _own_port(svc)
+        assert port is not None, f"{name}: what does it serve?"
+        test = svc["healthcheck"]["test"] if "healthcheck" in svc else image_check
+        assert _healthcheck_port(test) == port, name
+        checked += 1
+    assert checked == 7
+
+
+def test_the_dockerfile_example_names_a_dataplane_that_exists() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    (name,) = re.findall(r"SIDECAR_DATAPLANE=([\w.-]+)", text)
+    mounted = re.search(r'-v "\$PWD/(\w+):/etc/sidecar', text)
+    assert mounted, "the example mounts a config directory of this repository"
+    result = load_config([str(ROOT / mounted[1])])
+    assert name in {d.name for d in result.resources.dataplanes}
+
+
 def _build_stage_run(tmp: Path, venv: Path) -> None:
     """The build stage's RUN, as written, in a copy of the build context: `pip` and `python` are this
     interpreter, /opt/sidecar is `venv`."""
