@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from sidecar.proxy import errors
 from sidecar.proxy.endpoint import Endpoint, ResolutionError
+from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
     from sidecar.proxy.host import ConnectionHost
@@ -65,6 +66,7 @@ class Exchange:
         "protocol",
         "request_size",
         "response_size",
+        "response_timeout",
         "route",
         "started",
         "status",
@@ -82,6 +84,7 @@ class Exchange:
         target: bytes,
         protocol: str,
         peer: str,
+        grpc_timeout: bytes | None = None,  # the request's grpc-timeout header, as received
     ) -> None:
         self.host = host
         self.route = route
@@ -91,6 +94,14 @@ class Exchange:
         self.protocol = protocol
         self.peer = peer
         self.started = time.perf_counter()
+        # The one deadline for the response head, whatever the protocols: --upstream-timeout, cut by a
+        # gRPC caller's own deadline (Envoy's max_grpc_timeout behaviour), on every path.
+        timeout = host.settings.upstream_timeout
+        if grpc_timeout is not None:
+            caller = grpc.timeout_seconds(grpc_timeout)
+            if caller is not None and caller < timeout:
+                timeout = caller
+        self.response_timeout = timeout
         self.endpoint: Endpoint | None = None
         self.upstream_address: str | None = None
         self.request_size = 0
@@ -163,6 +174,10 @@ class Exchange:
 
     def flush_upstream(self) -> None:
         pass
+
+    def start_response_timer(self) -> None:
+        """From the request sent upstream to the response head: `response_timeout`, then 504 UT."""
+        self.start_timer(self.response_timeout)
 
     def start_timer(self, seconds: float) -> None:
         """`on_timeout` in `seconds`. Most timeouts are checked by the listener's periodic sweep (a set

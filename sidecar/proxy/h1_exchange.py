@@ -103,7 +103,7 @@ class H1Exchange(Exchange):
         if self.pending:
             self._up_out += self._unbuffer(self.pending)
             self.pending = []
-        self.start_timer(self.host.settings.upstream_timeout)
+        self.start_response_timer()
 
     def _buffer(self, into: list[bytes], data: bytes) -> None:
         into.append(data)

@@ -53,6 +53,7 @@ class H2Stream(Exchange):
             target=head.path,
             protocol="HTTP/2",
             peer=down.peer,
+            grpc_timeout=head.grpc_timeout,
         )
         self.down = down
         self.sid = sid

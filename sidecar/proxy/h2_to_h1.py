@@ -48,7 +48,7 @@ class H2ToH1Stream(H2Stream):
         self.upstream_address = upstream.peer
         upstream.exchange = self
         upstream.write(self.head)
-        self.start_timer(self.host.settings.upstream_timeout)
+        self.start_response_timer()
         self.release_pending()
 
     def upstream_ready(self) -> bool:

@@ -8,7 +8,6 @@ from sidecar.proxy import errors
 from sidecar.proxy.h2_base import NO_ACK
 from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.head import H2RequestHead, Headers, h2_response_from_h2
-from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
     from sidecar.proxy.h2_upstream import H2Upstream
@@ -55,9 +54,7 @@ class H2ToH2Stream(H2Stream):
         end = self.req_done and not self.pending and self.pending_trailers is None
         self.up_sid = up.open(self, self.headers, end_stream=end)
         if not self.response_started:
-            timeout = self.host.settings.upstream_timeout
-            deadline = grpc.timeout_seconds(dict(self.headers).get(b"grpc-timeout"))
-            self.start_timer(min(timeout, deadline) if deadline is not None else timeout)
+            self.start_response_timer()
         if end:
             self.pending = []
         else:

@@ -238,6 +238,25 @@ async def test_grpc_timeout_caps_the_upstream_timeout(bench: Bench) -> None:
     await server.close()
 
 
+async def test_grpc_timeout_caps_the_upstream_timeout_toward_http1_too(bench: Bench) -> None:
+    """gRPC over an `http` listener whose upstream speaks HTTP/1.1: the caller's deadline still holds (it
+    was ignored on this path, so the call waited for --upstream-timeout)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers
+
+    up = await bench.upstream(silent)
+    listener = await bench.proxy(up.port, settings=ProxySettings(upstream_timeout=30.0))
+    client = await H2Client.open(listener.bound[1])
+    grpc_call = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/t.E/M"),
+                 (b"content-type", b"application/grpc"), (b"te", b"trailers"), (b"grpc-timeout", b"200m")]  # fmt: skip
+    response = await client.response(client.request(grpc_call), timeout=5)
+    assert response.status == 200 and dict(response.headers)[b"grpc-status"] == b"4"
+    assert listener.stats.local_replies == {"UT": 1}
+    await client.close()
+
+
 async def test_no_endpoint_is_unavailable_for_grpc_and_503_otherwise(bench: Bench) -> None:
     listener = await bench.proxy(None, protocol="grpc", outbound=True, endpoints=())
     client = await H2Client.open(listener.bound[1])
