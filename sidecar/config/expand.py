@@ -1,6 +1,6 @@
 """Environment expansion in resource files: `${VAR}`, `${VAR:-default}` and `$$`, in scalar values only.
 
-Pure: the environment is passed in, nothing is read here. The rules (README, "On Kubernetes"):
+Pure: the environment is passed in, nothing is read here. The rules (docs/kubernetes.md):
 - `${NAME}` is the value of NAME (an empty value stays empty); unset, it is a problem naming the
   variable, and the text stays as written.
 - `${NAME:-default}` is the default when NAME is unset or empty. The default is literal text up to
