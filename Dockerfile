@@ -11,7 +11,8 @@ FROM ${PYTHON_IMAGE} AS build
 ARG EXTRAS=""
 # COMPILE=1 (the default): the hot path compiled with mypyc (setup.py lists the modules; mypyc checks
 # them against the dependencies, installed here for that; compiler and mypy stay in this stage);
-# COMPILE=0: pure Python, the same behaviour at ~20 % more CPU per request.
+# COMPILE=0: pure Python, the same behaviour at ~20 % more CPU per request (SIDECAR_COMPILE=0: setup.py
+# would otherwise compile wherever a compiler is found).
 ARG COMPILE=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
@@ -24,7 +25,7 @@ RUN python -m venv --without-pip /opt/sidecar \
          && pip install --no-cache-dir --disable-pip-version-check ".[compile]" \
          && SIDECAR_COMPILE=1 pip wheel --no-cache-dir --disable-pip-version-check --no-build-isolation --no-deps -w /tmp/wheels . \
          && set -- /tmp/wheels/*.whl; \
-       else set -- .; fi \
+       else export SIDECAR_COMPILE=0; set -- .; fi \
     && pip --python /opt/sidecar/bin/python install --no-cache-dir --disable-pip-version-check --no-compile "$1${EXTRAS:+[$EXTRAS]}" \
     && /opt/sidecar/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/sidecar/lib
 

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 
 import yaml
 
-from sidecar import __version__
+from sidecar import version_line
 from sidecar.admin.levels import CHOICES, parse_level
 from sidecar.config import load_config, resolve_dataplane
 from sidecar.config.address import split_host_port
@@ -139,7 +139,7 @@ def _checked(check: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="sidecar", description="Tracing sidecar proxy with Kuma TrafficTrace semantics")
-    p.add_argument("--version", action="version", version=f"sidecar {__version__}")
+    p.add_argument("--version", action="version", version=version_line())
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
     v = sub.add_parser("validate", help="check Kuma resources and report every problem")

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from sidecar import __version__
+from sidecar import version_line
 from sidecar.admin.levels import parse_level, set_level
 from sidecar.config.address import join_host_port
 from sidecar.runtime import DrainSummary, RunOptions, Runtime, StartupError
@@ -60,7 +60,7 @@ def _ready_line(runtime: Runtime) -> str:
     trace = f"traffic trace {snap.traffic_trace} -> {snap.backend.url}" if snap.backend else "no tracing"
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
-    return f"sidecar {__version__} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"
+    return f"{version_line()} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"
 
 
 async def _ticker(runtime: Runtime, on_tick: Callable[[Runtime], None], every: float) -> None:

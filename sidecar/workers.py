@@ -21,7 +21,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sidecar import __version__
+from sidecar import __version__, version_line
 from sidecar.admin.levels import level_name, set_level
 from sidecar.admin.server import AdminBindError, bind_admin, bound_address, start_admin
 from sidecar.admin.view import (
@@ -93,7 +93,7 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
     backend = snap.get("backend")
     trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
     return (
-        f"sidecar {__version__} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
+        f"{version_line()} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"
     )
 

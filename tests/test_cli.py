@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sidecar import __version__
+from sidecar import __version__, build_label
 from sidecar.cli import RUN_OPTIONS, _parser, env_name, flag, main, run_values, unknown_variables
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
@@ -132,7 +132,8 @@ def test_console_script_in_a_subprocess(tmp_path: Path) -> None:
 def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         main(["--version"])
-    assert done.value.code == 0 and capsys.readouterr().out == f"sidecar {__version__}\n"
+    # Which build runs: the scripts/test-compiled run sees "compiled", scripts/test "pure Python".
+    assert done.value.code == 0 and capsys.readouterr().out == f"sidecar {__version__} ({build_label()})\n"
 
 
 def test_bare_sidecar_prints_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sidecar import __version__, build_label
 from sidecar.runtime import DrainSummary
 from sidecar.serve import summary_line
 from tests.util import free_port
@@ -89,7 +90,8 @@ def test_ready_line_and_final_line(tmp_path: Path, silent_app: socket.socket) ->
     assert process.returncode == 0
     ready, draining, final = messages(err)
     assert ready == (
-        f"sidecar {ready.split()[1]} for web-01 ready: inbound 127.0.0.1:{port}; no tracing; admin 127.0.0.1:{admin}"
+        f"sidecar {__version__} ({build_label()}) for web-01 ready: inbound 127.0.0.1:{port}; no tracing; "
+        f"admin 127.0.0.1:{admin}"
     )
     assert draining == "draining (grace 10s; Ctrl-C again to exit at once)"
     assert final == "stopped: drained 1 listener (no open connections); no tracing backend"

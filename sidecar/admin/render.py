@@ -183,5 +183,6 @@ def server_info_json(info: ServerInfo) -> dict[str, Any]:
         "uptime_all_epochs": uptime,
         "hot_restart_version": "disabled",
         "command_line_options": info.command_line_options,
+        "build": info.build,  # ours: which build of the hot path runs
         "node": {"id": info.node_id, "cluster": info.node_cluster, "user_agent_name": "kuma-trace-sidecar"},
     }

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sidecar import build_label
 from sidecar.loop_lag import LagStats
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
@@ -63,6 +64,7 @@ class ServerInfo:
     node_id: str  # "<mesh>.<dataplane>", the span tag node_id
     node_cluster: str  # the dataplane's service name (localEndpoint.serviceName)
     command_line_options: dict[str, Any] = field(default_factory=dict)
+    build: str = field(default_factory=build_label)  # "compiled" (mypyc) or "pure Python[: why]"
 
 
 class AdminView(Protocol):

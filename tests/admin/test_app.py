@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from sidecar import build_label
 from sidecar.admin.app import ENDPOINTS, build_admin_app
 from sidecar.admin.view import DRAINING, LIVE, PRE_INITIALIZING, ListenerInfo, ServerInfo, StatsSnapshot
 from sidecar.proxy.stats import ListenerStats
@@ -248,6 +249,7 @@ async def test_server_info_has_envoys_shape(admin: tuple[TestClient, View]) -> N
     assert info["version"] == "0.1.0" and info["state"] == "LIVE"
     assert info["uptime_current_epoch"] == info["uptime_all_epochs"] == "12s"
     assert info["command_line_options"] == {"concurrency": 1}
+    assert info["build"] == build_label()
     assert info["node"]["id"] == "default.web-01" and info["node"]["cluster"] == "web"
     view.health_failed = True
     assert (await (await client.get("/server_info")).json())["state"] == "DRAINING"
