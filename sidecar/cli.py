@@ -222,6 +222,7 @@ def _validate(paths: list[str]) -> int:
     print(
         f"OK: {_plural(r.files, 'file')}, {_plural(len(r.meshes), 'mesh')}"
         f"{'es' if len(r.meshes) != 1 else ''}, {_plural(len(r.traffic_traces), 'traffic trace')}, "
+        f"{_plural(len(r.mesh_traces), 'mesh trace')}, "
         f"{_plural(len(r.dataplanes), 'dataplane')}, {_plural(len(r.external_services), 'external service')}"
     )
     return 0

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from sidecar.config.fields import Checks
 from sidecar.config.load import RawResource
+from sidecar.config.meshtrace import labels_of, mesh_trace, otel_backend
 from sidecar.config.model import (
     PROTOCOL_TAG,
     PROTOCOLS,
@@ -274,7 +275,16 @@ def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh])
         host = str(spec.get("address") or "127.0.0.1")
         claim(host, port, f"{path}.port")
         outbound.append(Outbound(port, host, service, tags))
-    return Dataplane(raw.name, mesh, address, tuple(inbound), tuple(outbound), Source(raw.file, raw.line))
+    return Dataplane(
+        raw.name,
+        mesh,
+        address,
+        tuple(inbound),
+        tuple(outbound),
+        Source(raw.file, raw.line),
+        labels_of(raw, p),
+        raw.namespace,
+    )
 
 
 def _external_service(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> ExternalService:
@@ -336,9 +346,17 @@ def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, li
     _unique(mesh_list, "Mesh", out)
     meshes = {m.name: m for m, _ in mesh_list}
     traces = [(_traffic_trace(r, out, meshes, defined), r) for r in of("TrafficTrace")]
+    otel = [
+        (otel_backend(r, out, meshes, _creation_time(r, Checks(r, out))), r)
+        for r in of("MeshOpenTelemetryBackend")
+    ]
+    otel_list = [b for b, _ in otel]
+    mesh_traces = [(mesh_trace(r, out, meshes, otel_list), r) for r in of("MeshTrace")]
     dataplanes = [(_dataplane(r, out, meshes), r) for r in of("Dataplane")]
     externals = [(_external_service(r, out, meshes), r) for r in of("ExternalService")]
     _unique(traces, "TrafficTrace", out)
+    _unique(mesh_traces, "MeshTrace", out)
+    _unique(otel, "MeshOpenTelemetryBackend", out)
     _unique(dataplanes, "Dataplane", out)
     _unique(externals, "ExternalService", out)
     resources = Resources(
@@ -347,5 +365,7 @@ def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, li
         tuple(d for d, _ in dataplanes),
         tuple(e for e, _ in externals),
         files,
+        tuple(t for t, _ in mesh_traces),
+        tuple(otel_list),
     )
     return resources, out
