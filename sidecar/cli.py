@@ -212,6 +212,9 @@ def _parser() -> argparse.ArgumentParser:
         help="first sidecar admin port (9901)",
     )
     d.add_argument("--keep-running", action="store_true", help="keep the topology up until Ctrl-C")
+    d.add_argument(
+        "--meshtrace", action="store_true", help="the embedded demo traced by MeshTrace instead of TrafficTrace"
+    )
     return p
 
 
@@ -419,9 +422,13 @@ def _demo(args: argparse.Namespace) -> int:
     if missing:
         print(f"sidecar demo: {missing}", file=sys.stderr)
         return 1
-    from sidecar.demo.runner import run_demo
+    from sidecar.demo.runner import MESHTRACE_CONFIG, run_demo
 
-    code: int = run_demo(args.config, args.requests, args.admin_base, args.keep_running)
+    if args.meshtrace and args.config:
+        print("sidecar demo: give --config or --meshtrace, not both", file=sys.stderr)
+        return 2
+    config = str(MESHTRACE_CONFIG) if args.meshtrace else args.config
+    code: int = run_demo(config, args.requests, args.admin_base, args.keep_running)
     return code
 
 
