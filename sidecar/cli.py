@@ -212,9 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         help="first sidecar admin port (9901)",
     )
     d.add_argument("--keep-running", action="store_true", help="keep the topology up until Ctrl-C")
-    d.add_argument(
-        "--meshtrace", action="store_true", help="the embedded demo traced by MeshTrace instead of TrafficTrace"
-    )
+    d.add_argument("--meshtrace", action="store_true", help="the embedded demo, traced by MeshTrace")
     return p
 
 
