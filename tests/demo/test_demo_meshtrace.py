@@ -49,3 +49,31 @@ def test_the_demo_flag_and_the_files_agree() -> None:
 
     assert main(["validate", "--config", str(MESHTRACE_CONFIG)]) == 0
     assert main(["demo", "--meshtrace", "--config", "x"]) == 2
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_meshtrace_variants_send_spans_where_the_traffic_trace_configs_do() -> None:
+    from sidecar.config import load_config, resolve_dataplane
+    from sidecar.demo.runner import EMBEDDED_CONFIG
+
+    config = ROOT / "config"
+    pairs = [
+        ([str(EMBEDDED_CONFIG)], [str(MESHTRACE_CONFIG)]),
+        (
+            [str(config)],
+            [str(config / "mesh.yaml"), str(config / "dataplanes.yaml"), str(config / "meshtrace")],
+        ),
+    ]
+    for old_paths, new_paths in pairs:
+        for dp in load_config(new_paths).resources.dataplanes:
+            old = resolve_dataplane(old_paths, dp.name).snapshot
+            new = resolve_dataplane(new_paths, dp.name).snapshot
+            assert old is not None and new is not None and new.policy == "MeshTrace"
+            assert old.backend is not None and new.backend is not None
+            assert (new.backend.url, new.backend.api_version, new.backend.sampling) == (
+                old.backend.url,
+                old.backend.api_version,
+                old.backend.sampling,
+            )
