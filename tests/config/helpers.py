@@ -64,13 +64,17 @@ SPEC_KINDS = ("MeshTrace", "MeshOpenTelemetryBackend")
 def to_kubernetes(doc: dict[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(doc)
     kind = body.pop("type")
-    labels = {"a": "b", **body.pop("labels", {})}
+    own = body.pop("labels", {})
+    labels: Any = {"a": "b", **own} if isinstance(own, dict) else own  # anything else as written
     meta: dict[str, Any] = {"name": body.pop("name"), "namespace": "kuma-system", "labels": labels}
     if "creationTime" in body:
         meta["creationTimestamp"] = body.pop("creationTime")
     out: dict[str, Any] = {"apiVersion": "kuma.io/v1alpha1", "kind": kind, "metadata": meta}
     if kind in SPEC_KINDS:
-        labels["kuma.io/mesh"] = body.pop("mesh", "default")
+        if isinstance(labels, dict):
+            labels["kuma.io/mesh"] = body.pop("mesh", "default")
+        else:
+            out["mesh"] = body.pop("mesh", "default")
         out["spec"] = body.pop("spec", {})
         return out
     if "mesh" in body:

@@ -8,8 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from tests.config.helpers import FORMS, MESH, ZIPKIN, dataplane, find_problem, load, meshtrace, otel_backend
+from sidecar.config import load_config, resolve_dataplane
+from tests.config.helpers import (
+    FORMS,
+    MESH,
+    PROBLEM,
+    ZIPKIN,
+    dataplane,
+    find_problem,
+    load,
+    meshtrace,
+    otel_backend,
+    write,
+)
 
 WEB = {"kuma.io/service": "web", "kuma.io/protocol": "http"}
 OTEL = {"type": "OpenTelemetry", "openTelemetry": {"endpoint": "otel:4317"}}
@@ -420,3 +434,68 @@ def test_duplicate_meshtrace_name(tmp_path: Path) -> None:
     find_problem(
         problems, tmp_path / "res.yaml", "MeshTrace/mt", "name", "is already used by another MeshTrace"
     )
+
+
+_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 200),
+    st.floats(allow_nan=False),
+    st.text("aZ:/.*-h1", max_size=6),
+    st.sampled_from(["Mesh", "Dataplane", "MeshSubset", "MeshService", "Zipkin", "OpenTelemetry", "Datadog"]),
+    st.sampled_from(["http://a:1/x", "a:4317", "MeshOpenTelemetryBackend", "grpc", "http"]),
+)
+_KEYS = st.sampled_from(
+    [
+        "targetRef",
+        "default",
+        "kind",
+        "name",
+        "labels",
+        "tags",
+        "backends",
+        "sampling",
+        "overall",
+        "client",
+        "random",
+        "type",
+        "zipkin",
+        "openTelemetry",
+        "datadog",
+        "url",
+        "endpoint",
+        "backendRef",
+        "literal",
+        "header",
+        "namespace",
+        "sectionName",
+        "apiVersion",
+        "address",
+        "port",
+        "path",
+        "protocol",
+    ]
+)
+_TREES = st.recursive(
+    _LEAF, lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(_KEYS, c, max_size=4)), max_leaves=20
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(spec=_TREES, otel=_TREES, labels=_TREES, form=st.sampled_from(FORMS))
+def test_any_document_is_problems_never_an_exception(
+    tmp_path_factory: pytest.TempPathFactory, spec: Any, otel: Any, labels: Any, form: str
+) -> None:
+    web = dataplane("web-01", WEB)
+    web["labels"] = labels
+    docs = [
+        MESH,
+        web,
+        {**meshtrace("mt"), "spec": spec},
+        {**otel_backend("o", {}), "labels": labels, "spec": otel},
+    ]
+    path = write(tmp_path_factory.mktemp("fuzz"), docs, form)
+    result = load_config([str(path)])
+    resolution = resolve_dataplane([str(path)], "web-01")
+    assert all(PROBLEM.match(p) for p in result.problems if "MeshTrace/" in p or "Backend/" in p)
+    assert (resolution.snapshot is None) == bool(resolution.problems)
