@@ -115,7 +115,9 @@ def _target(value: Any, p: Checks) -> TargetRef | None:
         return None
     before = p.count
     for key in ref:
-        if key != "kind" and key not in _TARGET_FIELDS[kind]:
+        if kind == "MeshService" and key == "labels":  # Kuma 2.x: MeshService resources by labels
+            p.add("targetRef.labels", "selecting MeshService resources by labels is not supported; use name")
+        elif key != "kind" and key not in _TARGET_FIELDS[kind]:
             p.add(f"targetRef.{key}", f"must not be set with kind {kind}")
 
     def text(key: str) -> str | None:

@@ -135,6 +135,13 @@ BAD: list[tuple[str, dict[str, Any], str, str, str | None]] = [
         None,
     ),
     (
+        "MeshService by labels",
+        with_spec(targetRef={"kind": "MeshService", "name": "web", "labels": {"app": "web"}}),
+        "spec.targetRef.labels",
+        "selecting MeshService resources by labels is not supported; use name",
+        None,
+    ),
+    (
         "MeshSubset empty tag value",
         with_spec(targetRef={"kind": "MeshSubset", "tags": {"version": ""}}),
         'spec.targetRef.tags["version"]',
