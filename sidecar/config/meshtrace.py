@@ -382,7 +382,9 @@ def mesh_trace(
         conf["sampling"] = knobs
     if default.get("tags") is not None:
         conf["tags"] = _tags(default["tags"], p)
-    return MeshTrace(raw.name, mesh, target or TargetRef("Mesh"), conf, Source(raw.file, raw.line))
+    return MeshTrace(
+        raw.name, mesh, target or TargetRef("Mesh"), conf, Source(raw.file, raw.line), labels_of(raw, p0)
+    )
 
 
 def _address_ok(address: str) -> bool:

@@ -130,6 +130,7 @@ class MeshTrace:
     target: TargetRef
     conf: Mapping[str, Any]
     source: Source
+    labels: Mapping[str, str] = field(default_factory=dict)  # its own (kuma.io/origin, policy-role...)
 
 
 @dataclass(frozen=True, slots=True)

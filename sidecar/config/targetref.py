@@ -9,8 +9,11 @@ Kuma's rules (its targetRef kind order, its policy sort and its merge of `defaul
   when one inbound's `kuma.io/service` equals `name`.
 - Every applying MeshTrace is merged, least specific first: by kind Mesh < Dataplane < MeshSubset <
   MeshService; between two Dataplane refs, one by name above one by labels, and one with `sectionName`
-  above one without; then by name *descending*, so that of two equal refs the alphabetically first name
-  is merged last and wins.
+  above one without; then, when the policies carry the control plane's labels, a zone's above a
+  global one and by role (system < producer < consumer < workload-owner); then by name *descending*,
+  so that of two equal refs the alphabetically first name is merged last and wins. A consumer or
+  workload-owner policy (`kuma.io/policy-role`) applies only to the dataplanes of its namespace
+  (`k8s.kuma.io/namespace`).
 - The `default` confs are merged in that order as a JSON merge patch (RFC 7396): mappings (`sampling`)
   field by field, lists (`backends`, `tags`) replaced whole.
 - The merged `backends` decides: one backend traces to it, `[]` turns tracing off (trace headers are
@@ -39,6 +42,12 @@ from sidecar.config.model import (
 
 #: Kuma's order of targetRef kinds (a higher number is more specific and merged later).
 KIND_ORDER = {"Mesh": 1, "Dataplane": 2, "MeshSubset": 3, "MeshService": 5}
+# Labels the control plane puts on a policy (they are there when resources come from `kumactl get -o
+# yaml`): where it was created (a zone's policy merges after a global one) and its role (a policy in an
+# application namespace applies only to the dataplanes of that namespace, and merges after system ones).
+ORIGIN_LABEL, ROLE_LABEL, NAMESPACE_LABEL = "kuma.io/origin", "kuma.io/policy-role", "k8s.kuma.io/namespace"
+ORIGIN_ORDER = {"global": 1, "": 2, "zone": 3}
+ROLE_ORDER = {"system": 1, "producer": 2, "consumer": 3, "workload-owner": 4}
 OTLP_TRACES_PATH = "v1/traces"  # joined to a MeshOpenTelemetryBackend's path for OTLP/HTTP
 
 
@@ -88,12 +97,36 @@ def compare(a: MeshTrace, b: MeshTrace) -> int:
     by_ref = _compare_dataplane_refs(a.target, b.target)
     if by_ref:
         return by_ref
+    by_origin = ORIGIN_ORDER.get(a.labels.get(ORIGIN_LABEL, ""), 0) - ORIGIN_ORDER.get(
+        b.labels.get(ORIGIN_LABEL, ""), 0
+    )
+    if by_origin:
+        return by_origin
+    by_role = ROLE_ORDER.get(_role(a), 0) - ROLE_ORDER.get(_role(b), 0)
+    if by_role:
+        return by_role
     return (a.name < b.name) - (a.name > b.name)  # names descending
+
+
+def _role(trace: MeshTrace) -> str:
+    return trace.labels.get(ROLE_LABEL) or "system"
+
+
+def in_scope(trace: MeshTrace, dataplane: Dataplane) -> bool:
+    """A consumer or workload-owner policy applies only to dataplanes of its own namespace."""
+    if _role(trace) not in ("consumer", "workload-owner"):
+        return True
+    namespace = trace.labels.get(NAMESPACE_LABEL)
+    return namespace is not None and namespace == dataplane.labels.get(NAMESPACE_LABEL)
 
 
 def applicable(dataplane: Dataplane, traces: Iterable[MeshTrace]) -> list[MeshTrace]:
     """The MeshTraces that select the dataplane, in merge order (the last one wins a conflict)."""
-    chosen = [t for t in traces if t.mesh == dataplane.mesh and selects(t.target, dataplane)]
+    chosen = [
+        t
+        for t in traces
+        if t.mesh == dataplane.mesh and in_scope(t, dataplane) and selects(t.target, dataplane)
+    ]
     return sorted(chosen, key=functools.cmp_to_key(compare))
 
 

@@ -404,3 +404,61 @@ def test_inspect_document_of_a_meshtrace(tmp_path: Path) -> None:
 def test_backend_json_keeps_the_traffic_trace_shape() -> None:
     doc = Backend("b", "zipkin", 50.0, url="http://j:9411/s").to_json()
     assert doc["sampling"] == 50.0 and "tags" not in doc
+
+
+def labelled(name: str, **labels: str) -> dict[str, Any]:
+    doc = meshtrace(name, {"kind": "Mesh"}, url(name))
+    doc["labels"] = labels
+    return doc
+
+
+CONTROL_PLANE_LABELS: list[tuple[str, list[dict[str, Any]], list[str]]] = [
+    (
+        "a zone's policy merges after a global one, then names",
+        [
+            labelled("a-global", **{"kuma.io/origin": "global"}),
+            labelled("z-zone", **{"kuma.io/origin": "zone"}),
+        ],
+        ["a-global", "z-zone"],
+    ),
+    (
+        "no origin label sits between global and zone",
+        [
+            labelled("a-zone", **{"kuma.io/origin": "zone"}),
+            labelled("b-none"),
+            labelled("c-global", **{"kuma.io/origin": "global"}),
+        ],
+        ["c-global", "b-none", "a-zone"],
+    ),
+    (
+        "roles: system < producer < consumer < workload-owner",
+        [
+            labelled("a-owner", **{"kuma.io/policy-role": "workload-owner", "k8s.kuma.io/namespace": "shop"}),
+            labelled("b-producer", **{"kuma.io/policy-role": "producer"}),
+            labelled("c-system", **{"kuma.io/policy-role": "system"}),
+        ],
+        ["c-system", "b-producer", "a-owner"],
+    ),
+    (
+        "a workload-owner policy of another namespace does not apply",
+        [
+            labelled(
+                "a-other", **{"kuma.io/policy-role": "workload-owner", "k8s.kuma.io/namespace": "other"}
+            ),
+            labelled("b-consumer", **{"kuma.io/policy-role": "consumer"}),  # no namespace label: none
+            labelled("c-mesh"),
+        ],
+        ["c-mesh"],
+    ),
+]
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize(
+    ("case", "traces", "order"), CONTROL_PLANE_LABELS, ids=[c[0] for c in CONTROL_PLANE_LABELS]
+)
+def test_control_plane_labels_order_and_scope(
+    tmp_path: Path, form: str, case: str, traces: list[dict[str, Any]], order: list[str]
+) -> None:
+    snap = resolve(tmp_path, [MESH, web_01(**{"k8s.kuma.io/namespace": "shop"}), *traces], form)
+    assert list(snap.mesh_traces) == order
