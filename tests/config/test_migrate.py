@@ -3,15 +3,19 @@ Dataplane to the same tracing (the round trip), in both output forms."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sidecar.cli import main
 from sidecar.config import load_config, resolve_dataplane
-from sidecar.config.migrate import same_tracing
+from sidecar.config.migrate import convert, differences, same_tracing
+from sidecar.config.model import Dataplane, Inbound, Resources, Source, TrafficTrace
 from tests.config.helpers import MESH, dataplane, trace, write
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,3 +156,66 @@ def test_nothing_to_migrate_and_invalid_config(tmp_path: Path, capsys: pytest.Ca
     assert main(["migrate", "--config", str(bad)]) == 1
     out, err = capsys.readouterr()
     assert out == "" and 'conf.backend: tracing backend "nope" is not defined' in err
+
+
+# ---- property: any set of TrafficTraces converts exactly ------------------------------------------------
+
+_TAG_KEYS = ["kuma.io/service", "version", "zone"]
+_VALUES = ["web", "api", "v1", "eu", "*"]
+
+
+def _resources(
+    dataplanes: list[dict[str, str]], traces: list[tuple[str, list[dict[str, str]], str | None, int | None]]
+) -> Resources:
+    mesh = load_config([str(ROOT / "config" / "mesh.yaml")]).resources.meshes["default"]
+    dps = tuple(
+        Dataplane(
+            f"dp-{i}",
+            "default",
+            "127.0.0.1",
+            (Inbound(10000 + i, 8080, "127.0.0.1", None, tags),),
+            (),
+            Source("f", 1),
+        )
+        for i, tags in enumerate(dataplanes)
+    )
+    tts = tuple(
+        TrafficTrace(
+            name,
+            "default",
+            tuple(selectors),
+            backend,
+            None if day is None else datetime(2026, 1, day, tzinfo=UTC),
+            Source("f", 1),
+        )
+        for name, selectors, backend, day in traces
+    )
+    return Resources({"default": mesh}, tts, dps, ())
+
+
+_selector = st.dictionaries(st.sampled_from(_TAG_KEYS), st.sampled_from(_VALUES), min_size=1, max_size=3)
+_inbound_tags = st.dictionaries(
+    st.sampled_from(_TAG_KEYS[1:]), st.sampled_from(_VALUES[:-1]), max_size=2
+).map(lambda t: {"kuma.io/service": "web", **t}) | st.dictionaries(
+    st.sampled_from(_TAG_KEYS[1:]), st.sampled_from(_VALUES[:-1]), max_size=2
+).map(lambda t: {"kuma.io/service": "api", **t})
+_traces = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", "e"]),
+        st.lists(_selector, min_size=1, max_size=2),
+        st.sampled_from([None, "jaeger-collector", "zipkin-sampled"]),
+        st.one_of(st.none(), st.integers(1, 3)),
+    ),
+    max_size=5,
+    unique_by=lambda t: t[0],
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(dataplanes=st.lists(_inbound_tags, min_size=1, max_size=4), traces=_traces)
+def test_any_traffic_traces_convert_exactly(
+    dataplanes: list[dict[str, str]], traces: list[tuple[str, list[dict[str, str]], str | None, int | None]]
+) -> None:
+    resources = _resources(dataplanes, traces)
+    converted, _ = convert(resources)
+    assert differences(resources, [c.trace for c in converted]) == []
