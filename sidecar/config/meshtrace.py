@@ -1,39 +1,30 @@
-"""MeshTrace and MeshOpenTelemetryBackend documents to typed resources, with Kuma's validation messages.
+"""MeshTrace documents to typed resources, with Kuma's validation messages.
 
-Both kinds keep their body under `spec:` in both forms (Universal: `type`, `name`, `mesh`, `spec`;
+A MeshTrace keeps its body under `spec:` in both forms (Universal: `type`, `name`, `mesh`, `spec`;
 Kubernetes: `apiVersion`, `kind`, `metadata`, `spec`), so field paths read `spec.default.backends[0]...`
-either way. The messages are Kuma's own (its MeshTrace and MeshOpenTelemetryBackend validators), with the
-offending value and a "did you mean" added where they help. A validated MeshTrace keeps its `default` as
+either way. The messages are Kuma's own (its MeshTrace validator), with the offending value and a "did
+you mean" added where they help. A validated MeshTrace keeps its `default` as
 plain data for the merge (config/targetref.py).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.config.fields import Checks
+from sidecar.config.fields import Checks, labels_of, mesh_name, spec_view
 from sidecar.config.load import RawResource
 from sidecar.config.model import Mesh, MeshTrace, OpenTelemetryBackend, Source, TargetRef
+from sidecar.config.otel_backend import KIND as MOTB_KIND
+from sidecar.config.otel_backend import select_otel_backend
 from sidecar.config.problems import Problem, did_you_mean, shown
 
 #: The targetRef kinds a MeshTrace may use here, least specific first (Kuma's order of kinds).
 TARGET_KINDS = ("Mesh", "Dataplane", "MeshSubset", "MeshService")
 BACKEND_TYPES = ("Zipkin", "OpenTelemetry", "Datadog")
 ZIPKIN_API_VERSIONS = ("httpJson", "httpProto")
-OTEL_PROTOCOLS = ("grpc", "http")
-MOTB_KIND = "MeshOpenTelemetryBackend"
-DEFAULT_OTEL_PORT = 4317  # Kuma's default for a MeshOpenTelemetryBackend without a port, either protocol
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_DNS_NAME = re.compile(
-    r"^(?=.{1,253}$)([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*\.?$"
-)
 # Which targetRef fields each kind takes (any other is "must not be set with kind X").
 _TARGET_FIELDS = {
     "Mesh": (),
@@ -42,34 +33,6 @@ _TARGET_FIELDS = {
     "MeshService": ("name",),
 }
 _ALL_TARGET_FIELDS = ("kind", "name", "namespace", "labels", "tags", "sectionName", "mesh", "proxyTypes")
-
-
-def _spec_view(raw: RawResource, p: Checks) -> tuple[Checks, Any]:
-    """Checks whose paths start at `spec.` and the spec itself, in both forms."""
-    spec = raw.body if raw.prefix else p.mapping(raw.body, "", ("spec",)).get("spec")
-    return Checks(replace(raw, prefix="spec."), p.out), spec
-
-
-def mesh_name(raw: RawResource, p: Checks) -> str:
-    if raw.mesh is None:
-        return "default"
-    if not isinstance(raw.mesh, str) or not raw.mesh:
-        p.add("mesh", f"must be a non-empty string, got {shown(raw.mesh)}")
-        return "default"
-    return raw.mesh
-
-
-def labels_of(raw: RawResource, p: Checks) -> dict[str, str]:
-    """A resource's own labels (Universal `labels`, Kubernetes `metadata.labels`) as strings."""
-    value = raw.labels
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        Checks(replace(raw, prefix="metadata." if raw.prefix else ""), p.out).add(
-            "labels", f"must be a mapping, got {shown(value)}"
-        )
-        return {}
-    return {str(k): str(v) for k, v in value.items() if v is not None}
 
 
 # ---- sampling -------------------------------------------------------------------------------------------
@@ -243,24 +206,6 @@ def _open_telemetry(
     return {"backendRef": {"kind": kind, "labels": labels}}
 
 
-def select_otel_backend(
-    labels: Mapping[str, str], mesh: str, backends: Sequence[OpenTelemetryBackend]
-) -> OpenTelemetryBackend | None:
-    """Kuma's rule: among the mesh's MeshOpenTelemetryBackends carrying every label, the oldest (by
-    creation time; without times, by name)."""
-    found = [b for b in backends if b.mesh == mesh and all(b.labels.get(k) == v for k, v in labels.items())]
-    if not found:
-        return None
-
-    def age(b: OpenTelemetryBackend) -> tuple[bool, datetime, str]:
-        created = b.creation_time or _EPOCH
-        if created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
-        return (b.creation_time is None, created, b.name)
-
-    return min(found, key=age)
-
-
 def _datadog(value: Any, path: str, p: Checks) -> None:
     if value is None:
         p.add(path, "must be defined")
@@ -357,7 +302,7 @@ def mesh_trace(
 ) -> MeshTrace:
     p0 = Checks(raw, out)
     mesh = mesh_name(raw, p0)
-    p, spec = _spec_view(raw, p0)
+    p, spec = spec_view(raw, p0)
     spec = p.mapping(spec, "", ("targetRef", "default", "from", "to", "rules"))
     for key in ("from", "to", "rules"):
         if key in spec:
@@ -384,64 +329,4 @@ def mesh_trace(
         conf["tags"] = _tags(default["tags"], p)
     return MeshTrace(
         raw.name, mesh, target or TargetRef("Mesh"), conf, Source(raw.file, raw.line), labels_of(raw, p0)
-    )
-
-
-def _address_ok(address: str) -> bool:
-    try:
-        ipaddress.ip_address(address)
-        return True
-    except ValueError:
-        return bool(_DNS_NAME.match(address))
-
-
-def otel_backend(
-    raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh], created: datetime | None
-) -> OpenTelemetryBackend:
-    p0 = Checks(raw, out)
-    mesh = mesh_name(raw, p0)
-    labels = labels_of(raw, p0)
-    p, spec = _spec_view(raw, p0)
-    spec = p.mapping(spec, "", ("endpoint", "protocol", "env"))
-    p.mesh_exists(mesh, meshes)
-    protocol = spec.get("protocol", "grpc")
-    if protocol not in OTEL_PROTOCOLS:
-        p.add(
-            "protocol",
-            f"protocol must be one of: {', '.join(OTEL_PROTOCOLS)}, got {shown(protocol)}"
-            f"{did_you_mean(protocol, OTEL_PROTOCOLS)}",
-        )
-        protocol = "grpc"
-    endpoint = p.mapping(spec.get("endpoint"), "endpoint", ("address", "port", "path"))
-    address = endpoint.get("address")
-    if address is None:
-        p.add(
-            "endpoint.address",
-            "must be defined (this sidecar reads no collector address from the environment)",
-        )
-        address = ""
-    elif not isinstance(address, str) or address == "":
-        p.add("endpoint.address", "must not be empty")
-        address = ""
-    elif not _address_ok(address):
-        p.add("endpoint.address", f"address has to be a valid IP or hostname, got {shown(address)}")
-    port = p.port(endpoint.get("port"), "endpoint.port", required=False) or DEFAULT_OTEL_PORT
-    path = endpoint.get("path")
-    if path is not None and path != "":
-        if protocol == "grpc":
-            p.add("endpoint.path", "must not be set when protocol is grpc")
-        elif not isinstance(path, str) or not path.startswith("/"):
-            p.add("endpoint.path", f"must start with /, got {shown(path)}")
-        elif any(c in path for c in "?#"):
-            p.add("endpoint.path", "must not contain query or fragment")
-    return OpenTelemetryBackend(
-        raw.name,
-        mesh,
-        labels,
-        str(address),
-        port,
-        str(path) if path else None,
-        str(protocol),
-        created,
-        Source(raw.file, raw.line),
     )

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sidecar.config.address import join_host_port
-from sidecar.config.meshtrace import select_otel_backend
 from sidecar.config.model import (
     SERVICE_TAG,
     Backend,
@@ -39,6 +38,7 @@ from sidecar.config.model import (
     OpenTelemetryBackend,
     TargetRef,
 )
+from sidecar.config.otel_backend import select_otel_backend
 
 #: Kuma's order of targetRef kinds (a higher number is more specific and merged later).
 KIND_ORDER = {"Mesh": 1, "Dataplane": 2, "MeshSubset": 3, "MeshService": 5}

@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.config.fields import Checks
+from sidecar.config.fields import Checks, labels_of, mesh_name
 from sidecar.config.load import RawResource
-from sidecar.config.meshtrace import labels_of, mesh_trace, otel_backend
+from sidecar.config.meshtrace import mesh_trace
 from sidecar.config.model import (
     PROTOCOL_TAG,
     PROTOCOLS,
@@ -29,6 +29,7 @@ from sidecar.config.model import (
     Source,
     TrafficTrace,
 )
+from sidecar.config.otel_backend import otel_backend
 from sidecar.config.problems import Problem, did_you_mean, shown, where
 
 API_VERSIONS = {"httpJsonV1": "httpJson", "httpJson": "httpJson", "httpProto": "httpProto"}
@@ -44,15 +45,6 @@ _MESH_SECTIONS = {
     "skipCreatingInitialPolicies",
     "meshServices",
 }
-
-
-def _mesh_name(raw: RawResource, p: Checks) -> str:
-    if raw.mesh is None:
-        return "default"
-    if not isinstance(raw.mesh, str) or not raw.mesh:
-        p.add("mesh", f"must be a non-empty string, got {shown(raw.mesh)}")
-        return "default"
-    return raw.mesh
 
 
 def _creation_time(raw: RawResource, p: Checks) -> datetime | None:
@@ -182,7 +174,7 @@ def _traffic_trace(
 ) -> TrafficTrace:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("selectors", "conf"))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     selectors: list[dict[str, str]] = []
     items = p.sequence(body.get("selectors"), "selectors")
     if not items:
@@ -220,7 +212,7 @@ def _protocol_ok(tags: Mapping[str, str], path: str, p: Checks) -> None:
 def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> Dataplane:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking",))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     p.mesh_exists(mesh, meshes)
     net = p.mapping(
         body.get("networking"),
@@ -290,7 +282,7 @@ def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh])
 def _external_service(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> ExternalService:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking", "tags"))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     p.mesh_exists(mesh, meshes)
     net = p.mapping(body.get("networking"), "networking", ("address", "tls"))
     address = net.get("address")
