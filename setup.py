@@ -30,6 +30,7 @@ NOTE = "sidecar/BUILD_NOTE"
 # and compiled code checks), endpoint.py (an OSError subclass), the ctypes codec, and all the rest.
 COMPILED = [
     "sidecar/tracing/b3.py",
+    "sidecar/tracing/custom_tags.py",
     "sidecar/tracing/decide.py",
     "sidecar/tracing/encode_json.py",
     "sidecar/tracing/grpc.py",

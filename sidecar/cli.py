@@ -152,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--dataplane", required=True, metavar="NAME")
     i.add_argument("--format", choices=("json", "yaml"), default="json")
 
+    m = sub.add_parser(
+        "migrate",
+        help="print the MeshTraces equivalent to the TrafficTraces (Kuma 3.0 keeps only MeshTrace)",
+    )
+    m.add_argument("--config", action="append", required=True, metavar="PATH")
+    m.add_argument("--format", choices=("universal", "kubernetes"), default="universal")
+
     r = sub.add_parser(
         "run",
         help="run the sidecar for one dataplane",
@@ -205,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
         help="first sidecar admin port (9901)",
     )
     d.add_argument("--keep-running", action="store_true", help="keep the topology up until Ctrl-C")
+    d.add_argument("--meshtrace", action="store_true", help="the embedded demo, traced by MeshTrace")
     return p
 
 
@@ -224,6 +232,7 @@ def _validate(paths: list[str]) -> int:
     print(
         f"OK: {_plural(r.files, 'file')}, {_plural(len(r.meshes), 'mesh')}"
         f"{'es' if len(r.meshes) != 1 else ''}, {_plural(len(r.traffic_traces), 'traffic trace')}, "
+        f"{_plural(len(r.mesh_traces), 'mesh trace')}, "
         f"{_plural(len(r.dataplanes), 'dataplane')}, {_plural(len(r.external_services), 'external service')}"
     )
     return 0
@@ -243,6 +252,38 @@ def _inspect(paths: list[str], dataplane: str, fmt: str) -> int:
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
     else:
         sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+def _migrate(paths: list[str], form: str) -> int:
+    from sidecar.config.migrate import convert, differences, document
+
+    result = load_config(paths)
+    if not result.ok:
+        for problem in result.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    resources = result.resources
+    if not resources.traffic_traces:
+        print("# no TrafficTrace to migrate")
+        return 0
+    converted, ordered = convert(resources)
+    changed = differences(resources, [c.trace for c in converted])
+    if changed:  # cannot happen with ordered names; say so rather than print a wrong conversion
+        print(f"sidecar migrate: no exact conversion for {', '.join(changed)}", file=sys.stderr)
+        return 1
+    meshes = sorted({c.trace.mesh for c in converted})
+    print(
+        f"# MeshTrace equivalents of {_plural(len(resources.traffic_traces), 'TrafficTrace')} "
+        f"(mesh {', '.join(meshes)}), from `sidecar migrate`. Apply them, then delete the TrafficTraces"
+    )
+    print("# and the meshes' `tracing` sections: a dataplane a MeshTrace selects ignores TrafficTraces.")
+    if ordered:
+        print("# The names are numbered so that Kuma's merge order keeps the TrafficTraces' precedence.")
+    docs = []
+    for item in converted:
+        docs.append(f"# from {item.origin}\n" + yaml.safe_dump(document(item.trace, form), sort_keys=False))
+    sys.stdout.write("---\n".join(docs))
     return 0
 
 
@@ -385,9 +426,13 @@ def _demo(args: argparse.Namespace) -> int:
     if missing:
         print(f"sidecar demo: {missing}", file=sys.stderr)
         return 1
-    from sidecar.demo.runner import run_demo
+    from sidecar.demo.runner import MESHTRACE_CONFIG, run_demo
 
-    code: int = run_demo(args.config, args.requests, args.admin_base, args.keep_running)
+    if args.meshtrace and args.config:
+        print("sidecar demo: give --config or --meshtrace, not both", file=sys.stderr)
+        return 2
+    config = str(MESHTRACE_CONFIG) if args.meshtrace else args.config
+    code: int = run_demo(config, args.requests, args.admin_base, args.keep_running)
     return code
 
 
@@ -401,6 +446,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _validate(args.config)
     if args.command == "inspect":
         return _inspect(args.config, args.dataplane, args.format)
+    if args.command == "migrate":
+        return _migrate(args.config, args.format)
     if args.command == "run":
         return _run(args)
     if args.command == "demo":

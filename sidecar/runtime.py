@@ -33,6 +33,7 @@ from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_
 from sidecar.proxy.access_log import AccessLog
 from sidecar.proxy.h2_base import codec_name
 from sidecar.reporting import Reporter, ReporterSettings
+from sidecar.tracing.custom_tags import TagRule
 from sidecar.tracing.decide import Tracer, TracerSettings
 from sidecar.tracing.encoding import encoding_for
 
@@ -110,6 +111,12 @@ def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
         trace_id_128bit=b.trace_id_128bit,
         shared_span_context=b.shared_span_context,
         encoding=encoding_for(b.api_version),
+        client_sampling=b.client_sampling,
+        random_sampling=b.random_sampling,
+        tags=tuple(
+            TagRule(t.name, t.literal, t.header.encode("latin-1") if t.header else None, t.default)
+            for t in b.tags
+        ),
     )
 
 
@@ -272,6 +279,15 @@ class Runtime:
         backend = snapshot.backend
         current = self.reporter
         if backend is None:
+            return None
+        if backend.type != "zipkin":  # openTelemetry: never to the Zipkin reporter
+            log.warning(
+                "tracing backend %s: OTLP export (%s %s) is not available in this build; spans are not "
+                "reported (trace headers are still propagated)",
+                backend.name,
+                backend.protocol,
+                backend.endpoint,
+            )
             return None
         encoding = encoding_for(backend.api_version)
         if current is not None and current.url == backend.url and current.encoding == encoding:

@@ -18,6 +18,7 @@ from typing import Any
 from sidecar import version_line
 from sidecar.admin.levels import parse_level, set_level
 from sidecar.config.address import join_host_port
+from sidecar.config.snapshot import tracing_line
 from sidecar.runtime import DrainSummary, RunOptions, Runtime, StartupError
 
 log = logging.getLogger("sidecar")
@@ -57,7 +58,7 @@ def _ready_line(runtime: Runtime) -> str:
     snap = runtime.snapshot
     assert snap is not None
     listeners = ", ".join(f"{k[0]} {join_host_port(k[1], k[2])}" for k in runtime.listeners)
-    trace = f"traffic trace {snap.traffic_trace} -> {snap.backend.url}" if snap.backend else "no tracing"
+    trace = tracing_line(snap.to_json())
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
     return f"{version_line()} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"

@@ -35,6 +35,7 @@ from sidecar.admin.view import (
 )
 from sidecar.config import resolve_dataplane
 from sidecar.config.address import join_host_port
+from sidecar.config.snapshot import tracing_line
 from sidecar.loop_lag import LagStats
 from sidecar.proxy.stats import ListenerStats
 from sidecar.reporting.stats import ReporterStats
@@ -90,8 +91,7 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
     listeners = ", ".join(
         f"{i.direction} {join_host_port(i.host, i.port)}" for i in view.stats().listeners if i.current
     )
-    backend = snap.get("backend")
-    trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
+    trace = tracing_line(snap)
     return (
         f"{version_line()} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"

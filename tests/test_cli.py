@@ -21,7 +21,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "config"
 def test_validate_ok_prints_one_summary_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", "--config", str(CONFIG)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == ["OK: 3 files, 1 mesh, 2 traffic traces, 3 dataplanes, 0 external services"]
+    assert out == ["OK: 3 files, 1 mesh, 2 traffic traces, 0 mesh traces, 3 dataplanes, 0 external services"]
 
 
 def test_validate_warnings_go_to_stderr_and_keep_exit_0(
@@ -35,7 +35,7 @@ def test_validate_warnings_go_to_stderr_and_keep_exit_0(
     assert main(["validate", "--config", str(ok)]) == 0
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
-        "OK: 1 file, 1 mesh, 0 traffic traces, 0 dataplanes, 0 external services"
+        "OK: 1 file, 1 mesh, 0 traffic traces, 0 mesh traces, 0 dataplanes, 0 external services"
     ]
     assert captured.err.splitlines() == [
         f"warning: {ok}:6: Mesh/default: tracing.backends[0].sampling: is a percent, not a ratio: 0.5 "
@@ -87,7 +87,17 @@ def test_validate_lists_an_unrelated_broken_dataplane_that_inspect_skips(
 def test_inspect_json_contract(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", "--config", str(CONFIG), "--dataplane", "backend-01"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert list(doc) == ["mesh", "dataplane", "trafficTrace", "backend", "inbound", "outbound"]
+    assert list(doc) == [
+        "mesh",
+        "dataplane",
+        "trafficTrace",
+        "backend",
+        "inbound",
+        "outbound",
+        "policy",
+        "meshTraces",
+    ]
+    assert (doc["policy"], doc["meshTraces"]) == ("TrafficTrace", [])
     assert set(doc["backend"]) == {
         "name",
         "type",

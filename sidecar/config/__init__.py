@@ -3,9 +3,10 @@
 Pure: no sockets, no asyncio. The I/O layers use `load_config` and `resolve_dataplane` only.
 
 A broken resource that is not the dataplane's own does not stop it: `resolve_dataplane` skips it with a
-warning when the dataplane's Dataplane, its Mesh and the TrafficTraces of that mesh are valid (they decide
-what the sidecar does); a problem that belongs to no resource (unreadable file, YAML syntax) could hide
-any of those, so it still stops it. `load_config` (and `sidecar validate`) report every problem.
+warning when the dataplane's Dataplane, its Mesh and the tracing policies of that mesh (TrafficTrace,
+MeshTrace, MeshOpenTelemetryBackend) are valid (they decide what the sidecar does); a problem that
+belongs to no resource (unreadable file, YAML syntax) could hide any of those, so it still stops it.
+`load_config` (and `sidecar validate`) report every problem.
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ __all__ = [
     "resolve",
     "resolve_dataplane",
 ]
+
+
+# Kinds whose every resource of the dataplane's mesh may decide its tracing: one of them broken stops it.
+POLICY_KINDS = frozenset({"TrafficTrace", "MeshTrace", "MeshOpenTelemetryBackend"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +99,10 @@ def _skip(resources: Resources, broken: set[tuple[str, str, str]]) -> Resources:
         resources,
         meshes={n: m for n, m in resources.meshes.items() if keep("Mesh", n, "")},
         traffic_traces=tuple(t for t in resources.traffic_traces if keep("TrafficTrace", t.name, t.mesh)),
+        mesh_traces=tuple(t for t in resources.mesh_traces if keep("MeshTrace", t.name, t.mesh)),
+        otel_backends=tuple(
+            b for b in resources.otel_backends if keep("MeshOpenTelemetryBackend", b.name, b.mesh)
+        ),
         dataplanes=tuple(d for d in resources.dataplanes if keep("Dataplane", d.name, d.mesh)),
         external_services=tuple(
             e for e in resources.external_services if keep("ExternalService", e.name, e.mesh)
@@ -126,7 +135,7 @@ def resolve_dataplane(
     broken: dict[tuple[str, str, str], list[Problem]] = {}
     for problem in result.issues:
         resource = problem.resource
-        own_trace = resource is not None and resource[0] == "TrafficTrace" and resource[2] == chosen.mesh
+        own_trace = resource is not None and resource[0] in POLICY_KINDS and resource[2] == chosen.mesh
         mine = resource is None or resource in ours or own_trace
         if mine:  # the whole list, so the user sees what may have caused it
             return Resolution(None, result.problems)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from sidecar.config.load import FieldPath, RawResource
@@ -115,3 +116,32 @@ class Checks:
         message = f'mesh "{mesh}" does not exist (meshes: {known}){did_you_mean(mesh, meshes)}'
         self.add("mesh", message, follows=True)
         return False
+
+
+def mesh_name(raw: RawResource, p: Checks) -> str:
+    """The mesh of a mesh-scoped resource: `mesh` (Kubernetes: or the kuma.io/mesh label), else default."""
+    if raw.mesh is None:
+        return "default"
+    if not isinstance(raw.mesh, str) or not raw.mesh:
+        p.add("mesh", f"must be a non-empty string, got {shown(raw.mesh)}")
+        return "default"
+    return raw.mesh
+
+
+def labels_of(raw: RawResource, p: Checks) -> dict[str, str]:
+    """A resource's own labels (Universal `labels`, Kubernetes `metadata.labels`) as strings."""
+    value = raw.labels
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        Checks(replace(raw, prefix="metadata." if raw.prefix else ""), p.out).add(
+            "labels", f"must be a mapping, got {shown(value)}"
+        )
+        return {}
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def spec_view(raw: RawResource, p: Checks) -> tuple[Checks, Any]:
+    """Checks whose paths start at `spec.` and the spec itself, in both forms."""
+    spec = raw.body if raw.prefix else p.mapping(raw.body, "", ("spec",)).get("spec")
+    return Checks(replace(raw, prefix="spec."), p.out), spec

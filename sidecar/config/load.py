@@ -17,9 +17,8 @@ import yaml
 from sidecar.config.expand import expand_document
 from sidecar.config.problems import Problem, did_you_mean, shown, where
 
-KINDS = ("Mesh", "TrafficTrace", "Dataplane", "ExternalService")
-# Kuma 2.x's targetRef policies, for a message that says what to use instead.
-_NEWER_KINDS = {"MeshTrace": "TrafficTrace"}
+KINDS = ("Mesh", "TrafficTrace", "MeshTrace", "MeshOpenTelemetryBackend", "Dataplane", "ExternalService")
+MESH_LABEL = "kuma.io/mesh"  # Kubernetes: the mesh of a policy that has no top-level `mesh:`
 FieldPath = tuple[str | int, ...]
 Lines = Mapping[FieldPath, int]
 K8S_API_VERSION = "kuma.io/v1alpha1"
@@ -40,6 +39,8 @@ class RawResource:
     creation_time: Any = None
     # The line of each field by its path from the document's root (mapping keys as text, list indexes).
     lines: Lines = field(default_factory=dict, compare=False, repr=False)
+    labels: Any = None  # Universal: top-level `labels`; Kubernetes: `metadata.labels` (unchecked)
+    namespace: str | None = None  # Kubernetes: `metadata.namespace`
 
     def line_of(self, path: FieldPath) -> int:
         """The line of the field at `path`, or of its nearest ancestor that exists (a missing field)."""
@@ -145,26 +146,38 @@ def _unify(data: Any, file: str, line: int, lines: Lines) -> tuple[RawResource |
             spec = {}
         if not isinstance(spec, dict):
             return None, problem(f"{kind}/{name}: spec: must be a mapping", ("spec",))
+        labels = meta.get("labels")
         mesh = data.get("mesh")
+        if mesh is None and isinstance(labels, dict) and isinstance(labels.get(MESH_LABEL), str):
+            mesh = labels[MESH_LABEL]
         created = meta.get("creationTimestamp")
-        return RawResource(str(kind), name, mesh, spec, file, line, "spec.", created, lines), None
+        namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
+        return RawResource(
+            str(kind), name, mesh, spec, file, line, "spec.", created, lines, labels, namespace
+        ), None
     kind = data.get("type")
     name = data.get("name")
     if not isinstance(name, str) or not name:
         return None, problem(f"{kind}/?: name: cannot be empty", ("name",))
     body = {k: v for k, v in data.items() if k not in _UNIVERSAL_META}
     return RawResource(
-        str(kind), name, data.get("mesh"), body, file, line, "", data.get("creationTime"), lines
+        str(kind),
+        name,
+        data.get("mesh"),
+        body,
+        file,
+        line,
+        "",
+        data.get("creationTime"),
+        lines,
+        data.get("labels"),
     ), None
 
 
 def _unknown_kind(resource: RawResource) -> Problem:
     field_ = "kind" if resource.prefix else "type"
     kind = resource.kind
-    if kind in _NEWER_KINDS:
-        hint = f"; {kind} (Kuma 2.x) is not supported yet, use {_NEWER_KINDS[kind]}"
-    else:
-        hint = did_you_mean(kind, KINDS)
+    hint = did_you_mean(kind, KINDS)
     at = resource.line_of((field_,))
     mesh = resource.mesh if isinstance(resource.mesh, str) else ""
     return Problem(

@@ -1,4 +1,5 @@
-"""Typed Kuma resources after validation: Mesh (backends), TrafficTrace, Dataplane, ExternalService."""
+"""Typed Kuma resources after validation: Mesh (backends), TrafficTrace, MeshTrace,
+MeshOpenTelemetryBackend, Dataplane, ExternalService; and the resolved tracing Backend both policies give."""
 
 from __future__ import annotations
 
@@ -29,6 +30,15 @@ class CustomTag:
     header: str | None = None  # lowercase header name
     default: str | None = None  # with `header`: the value when the header is absent
 
+    def to_json(self) -> dict[str, Any]:
+        """The tag as MeshTrace writes it."""
+        if self.literal is not None:
+            return {"name": self.name, "literal": self.literal}
+        header: dict[str, Any] = {"name": self.header}
+        if self.default is not None:
+            header["default"] = self.default
+        return {"name": self.name, "header": header}
+
 
 @dataclass(frozen=True, slots=True)
 class Backend:
@@ -51,17 +61,29 @@ class Backend:
     random_sampling: float = 100.0  # percent: the others
     tags: tuple[CustomTag, ...] = ()
 
-    def to_json(self) -> dict[str, Any]:
-        """The `backend` object of the inspect JSON (DESIGN.md section 4)."""
-        return {
-            "name": self.name,
-            "type": self.type,
-            "sampling": self.sampling,
-            "url": self.url,
-            "traceId128bit": self.trace_id_128bit,
-            "apiVersion": self.api_version,
-            "sharedSpanContext": self.shared_span_context,
-        }
+    def to_json(self, mesh_trace: bool = False) -> dict[str, Any]:
+        """The `backend` object of the inspect JSON. A TrafficTrace backend keeps its historical shape
+        (`sampling` a number); a MeshTrace backend shows its three sampling knobs and its tags."""
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if mesh_trace:
+            out["sampling"] = {
+                "overall": self.sampling,
+                "client": self.client_sampling,
+                "random": self.random_sampling,
+            }
+        else:
+            out["sampling"] = self.sampling
+        if self.type == "openTelemetry":
+            out["endpoint"] = self.endpoint
+            out["protocol"] = self.protocol
+        else:
+            out["url"] = self.url
+            out["traceId128bit"] = self.trace_id_128bit
+            out["apiVersion"] = self.api_version
+            out["sharedSpanContext"] = self.shared_span_context
+        if mesh_trace:
+            out["tags"] = [tag.to_json() for tag in self.tags]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +103,47 @@ class TrafficTrace:
     mesh: str
     selectors: tuple[Mapping[str, str], ...]
     backend: str | None  # None: the mesh's defaultBackend
+    creation_time: datetime | None
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class TargetRef:
+    """A MeshTrace's `spec.targetRef`: which dataplanes it selects (config/meshtrace.py says how)."""
+
+    kind: str  # Mesh | Dataplane | MeshSubset | MeshService
+    name: str | None = None  # Dataplane, MeshService
+    namespace: str | None = None  # Dataplane (Kubernetes)
+    labels: Mapping[str, str] | None = None  # Dataplane: the Dataplane resource's own labels
+    tags: Mapping[str, str] | None = None  # MeshSubset: an inbound's tags
+    section_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MeshTrace:
+    """A validated MeshTrace. `conf` is its `spec.default` as plain data (absent fields left out, sampling
+    values as floats, backend settings with defaults not filled in), ready to be merged as Kuma merges
+    policies (a JSON merge patch); config/meshtrace.py turns the merged conf into a Backend."""
+
+    name: str
+    mesh: str
+    target: TargetRef
+    conf: Mapping[str, Any]
+    source: Source
+    labels: Mapping[str, str] = field(default_factory=dict)  # its own (kuma.io/origin, policy-role...)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTelemetryBackend:
+    """A validated MeshOpenTelemetryBackend: where an OpenTelemetry collector is, selected by its labels."""
+
+    name: str
+    mesh: str
+    labels: Mapping[str, str]
+    address: str
+    port: int
+    path: str | None
+    protocol: str  # grpc | http
     creation_time: datetime | None
     source: Source
 
@@ -110,6 +173,8 @@ class Dataplane:
     inbound: tuple[Inbound, ...]
     outbound: tuple[Outbound, ...]
     source: Source
+    labels: Mapping[str, str] = field(default_factory=dict)  # the resource's own labels
+    namespace: str | None = None  # Kubernetes form: metadata.namespace
 
     def listen_address(self, inbound: Inbound) -> str:
         return inbound.address or self.address
@@ -131,3 +196,5 @@ class Resources:
     dataplanes: tuple[Dataplane, ...]
     external_services: tuple[ExternalService, ...]
     files: int = 0
+    mesh_traces: tuple[MeshTrace, ...] = ()
+    otel_backends: tuple[OpenTelemetryBackend, ...] = ()

@@ -1,5 +1,9 @@
 """One Dataplane resolved into an immutable snapshot: listeners, endpoints and the tracing backend.
 
+Tracing comes from the MeshTraces that select the dataplane when there is any (config/targetref.py),
+else from the one TrafficTrace that matches it (config/match.py); both give the same `Backend`, so nothing
+past this module knows which policy kind it came from.
+
 The snapshot is what every I/O layer consumes and what `sidecar inspect` and `/config_dump` print
 (DESIGN.md section 4); its JSON keys are a public contract.
 
@@ -20,6 +24,7 @@ from typing import Any
 
 from sidecar.config.match import best_traffic_trace
 from sidecar.config.model import PROTOCOL_TAG, SERVICE_TAG, Backend, Dataplane, Outbound, Resources
+from sidecar.config.targetref import applicable, merge, to_backend
 
 #: Protocols that are proxied as HTTP and traced (Kuma traces http, http2 and grpc)...
 TRACED_PROTOCOLS = frozenset({"http", "http2", "grpc"})
@@ -94,6 +99,11 @@ class Snapshot:
     backend: TracingBackend | None
     inbound: tuple[InboundListener, ...]
     outbound: tuple[OutboundListener, ...]
+    # Which policy kind decided the tracing: "MeshTrace" when any MeshTrace selects the dataplane (then
+    # TrafficTraces are not used for it), "TrafficTrace" when one matches, else None.
+    policy: str | None = None
+    mesh_traces: tuple[str, ...] = ()  # the MeshTraces that apply, in merge order (the last one wins)
+    ignored_traffic_trace: str | None = None  # the TrafficTrace that would apply without MeshTrace
 
     @property
     def node_id(self) -> str:
@@ -101,14 +111,33 @@ class Snapshot:
 
     def to_json(self) -> dict[str, Any]:
         """The inspect / config_dump document (DESIGN.md section 4)."""
-        return {
+        mesh_trace = self.policy == "MeshTrace"
+        doc: dict[str, Any] = {
             "mesh": self.mesh,
             "dataplane": self.dataplane,
             "trafficTrace": self.traffic_trace,
-            "backend": None if self.backend is None else self.backend.to_json(),
+            "backend": None if self.backend is None else self.backend.to_json(mesh_trace),
             "inbound": [i.to_json() for i in self.inbound],
             "outbound": [o.to_json() for o in self.outbound],
+            # Added with MeshTrace, after the historical keys: which policy kind decided the tracing.
+            "policy": self.policy,
+            "meshTraces": list(self.mesh_traces),
         }
+        if mesh_trace:  # say that a matching TrafficTrace is not used
+            doc["ignoredTrafficTrace"] = self.ignored_traffic_trace
+        return doc
+
+
+def tracing_line(doc: Mapping[str, Any]) -> str:
+    """The tracing part of the ready line, from the inspect document: `traffic trace NAME -> URL`,
+    `mesh trace A, B -> URL` (merge order), or `no tracing`."""
+    backend = doc.get("backend")
+    if not backend:
+        return "no tracing"
+    target = backend.get("url") or backend.get("endpoint", "")
+    if doc.get("policy") == "MeshTrace":
+        return f"mesh trace {', '.join(doc.get('meshTraces', []))} -> {target}"
+    return f"traffic trace {doc.get('trafficTrace')} -> {target}"
 
 
 class SnapshotError(Exception):
@@ -175,7 +204,10 @@ def build_snapshot(resources: Resources, dataplane_name: str, dataplane: Datapla
         raise SnapshotError(f'dataplane "{dataplane.name}": mesh "{dataplane.mesh}" does not exist')
     policy = best_traffic_trace(dataplane, resources.traffic_traces)
     backend: TracingBackend | None = None
-    if policy is not None:
+    traces = applicable(dataplane, resources.mesh_traces)
+    if traces:  # MeshTrace decides for every dataplane it selects
+        backend = to_backend(merge(traces), dataplane.mesh, resources.otel_backends)
+    elif policy is not None:
         backend = mesh.backend(policy.backend or mesh.default_backend or "")
     inbound = tuple(
         InboundListener(
@@ -193,8 +225,11 @@ def build_snapshot(resources: Resources, dataplane_name: str, dataplane: Datapla
         mesh=dataplane.mesh,
         dataplane=dataplane.name,
         service_name=services[0] if services else dataplane.name,
-        traffic_trace=policy.name if policy is not None else None,
+        traffic_trace=policy.name if policy is not None and not traces else None,
         backend=backend,
         inbound=inbound,
         outbound=tuple(_outbound(resources, dataplane, o) for o in dataplane.outbound),
+        policy="MeshTrace" if traces else ("TrafficTrace" if policy is not None else None),
+        mesh_traces=tuple(t.name for t in traces),
+        ignored_traffic_trace=policy.name if policy is not None and traces else None,
     )

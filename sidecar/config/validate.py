@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sidecar.config.fields import Checks
+from sidecar.config.fields import Checks, labels_of, mesh_name
 from sidecar.config.load import RawResource
+from sidecar.config.meshtrace import mesh_trace
 from sidecar.config.model import (
     PROTOCOL_TAG,
     PROTOCOLS,
@@ -29,6 +30,7 @@ from sidecar.config.model import (
     Source,
     TrafficTrace,
 )
+from sidecar.config.otel_backend import otel_backend
 from sidecar.config.problems import Problem, did_you_mean, shown, where
 from sidecar.config.snapshot import kubernetes_service_endpoint
 
@@ -45,15 +47,6 @@ _MESH_SECTIONS = {
     "skipCreatingInitialPolicies",
     "meshServices",
 }
-
-
-def _mesh_name(raw: RawResource, p: Checks) -> str:
-    if raw.mesh is None:
-        return "default"
-    if not isinstance(raw.mesh, str) or not raw.mesh:
-        p.add("mesh", f"must be a non-empty string, got {shown(raw.mesh)}")
-        return "default"
-    return raw.mesh
 
 
 def _creation_time(raw: RawResource, p: Checks) -> datetime | None:
@@ -192,7 +185,7 @@ def _traffic_trace(
 ) -> TrafficTrace:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("selectors", "conf"))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     selectors: list[dict[str, str]] = []
     items = p.sequence(body.get("selectors"), "selectors")
     if not items:
@@ -230,7 +223,7 @@ def _protocol_ok(tags: Mapping[str, str], path: str, p: Checks) -> None:
 def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> Dataplane:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking",))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     p.mesh_exists(mesh, meshes)
     net = p.mapping(
         body.get("networking"),
@@ -285,13 +278,22 @@ def _dataplane(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh])
         host = str(spec.get("address") or "127.0.0.1")
         claim(host, port, f"{path}.port")
         outbound.append(Outbound(port, host, service, tags))
-    return Dataplane(raw.name, mesh, address, tuple(inbound), tuple(outbound), Source(raw.file, raw.line))
+    return Dataplane(
+        raw.name,
+        mesh,
+        address,
+        tuple(inbound),
+        tuple(outbound),
+        Source(raw.file, raw.line),
+        labels_of(raw, p),
+        raw.namespace,
+    )
 
 
 def _external_service(raw: RawResource, out: list[Problem], meshes: Mapping[str, Mesh]) -> ExternalService:
     p = Checks(raw, out)
     body = p.mapping(raw.body, "", ("networking", "tags"))
-    mesh = _mesh_name(raw, p)
+    mesh = mesh_name(raw, p)
     p.mesh_exists(mesh, meshes)
     net = p.mapping(body.get("networking"), "networking", ("address", "tls"))
     address = net.get("address")
@@ -371,9 +373,17 @@ def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, li
     _unique(mesh_list, "Mesh", out)
     meshes = {m.name: m for m, _ in mesh_list}
     traces = [(_traffic_trace(r, out, meshes, defined), r) for r in of("TrafficTrace")]
+    otel = [
+        (otel_backend(r, out, meshes, _creation_time(r, Checks(r, out))), r)
+        for r in of("MeshOpenTelemetryBackend")
+    ]
+    otel_list = [b for b, _ in otel]
+    mesh_traces = [(mesh_trace(r, out, meshes, otel_list), r) for r in of("MeshTrace")]
     dataplanes = [(_dataplane(r, out, meshes), r) for r in of("Dataplane")]
     externals = [(_external_service(r, out, meshes), r) for r in of("ExternalService")]
     _unique(traces, "TrafficTrace", out)
+    _unique(mesh_traces, "MeshTrace", out)
+    _unique(otel, "MeshOpenTelemetryBackend", out)
     _unique(dataplanes, "Dataplane", out)
     _unique(externals, "ExternalService", out)
     _unserved_outbounds(dataplanes, [e for e, _ in externals], out)
@@ -383,5 +393,7 @@ def validate(raws: Iterable[RawResource], files: int = 0) -> tuple[Resources, li
         tuple(d for d, _ in dataplanes),
         tuple(e for e, _ in externals),
         files,
+        tuple(t for t, _ in mesh_traces),
+        tuple(otel_list),
     )
     return resources, out

@@ -32,6 +32,7 @@ from sidecar.config import load_config
 from sidecar.config.snapshot import Snapshot, build_snapshot
 
 EMBEDDED_CONFIG = Path(__file__).resolve().parent / "config"
+MESHTRACE_CONFIG = Path(__file__).resolve().parent / "config-meshtrace"  # the same, traced by MeshTrace
 INSTRUMENT = {"frontend": "otel", "backend": "py_zipkin"}  # others: plain
 
 

@@ -1,8 +1,9 @@
 """The one call the proxy makes per request head (`Tracer.start`) and the one when it ends (`finish`).
 
 `start` reads the incoming trace headers, keeps or makes the x-request-id, decides sampling (an incoming
-decision wins, else the backend's percentage drawn from the request id), opens a SERVER or CLIENT span
-and says which headers to forward. `finish` closes the span and encodes it once.
+decision wins, else the backend's sampling knobs drawn from the request id: tracing/sampling.py), opens a
+SERVER or CLIENT span with the backend's custom tags (tracing/custom_tags.py) and says which headers to
+forward. `finish` closes the span and encodes it once.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sidecar.tracing import b3
+from sidecar.tracing.custom_tags import TagRule, add_custom_tags
+from sidecar.tracing.custom_tags import header_names as tag_header_names
 from sidecar.tracing.encoding import JSON, Encoding
 from sidecar.tracing.ids import hex64, new_id64
 from sidecar.tracing.request_id import is_valid_request_id, new_request_id
-from sidecar.tracing.sampling import sample, threshold
+from sidecar.tracing.sampling import CLIENT_TRACE_ID, Sampling
 from sidecar.tracing.span import Span, SpanKind, http_url, zipkin_endpoint
 
 __all__ = ["TRACE_HEADER_NAMES", "Decision", "SpanKind", "Tracer", "TracerSettings"]
@@ -41,6 +44,9 @@ class TracerSettings:
     shared_span_context: bool = True
     encoding: Encoding = JSON  # what finish() returns: a JSON object or one proto3 ListOfSpans entry
     single_header: bool = False  # also write the single `b3` header upstream (multi headers always)
+    client_sampling: float = 100.0  # percent of requests with x-client-trace-id (tracing/sampling.py)
+    random_sampling: float = 100.0  # percent of the others
+    tags: tuple[TagRule, ...] = ()  # custom tags on every span (tracing/custom_tags.py)
 
 
 @dataclass(slots=True)
@@ -76,6 +82,17 @@ class Tracer:
         # What the proxy collects from a request head for `start`: per tracer, since the propagation
         # formats and the tags read from request headers depend on its settings.
         self.header_names: frozenset[bytes] = TRACE_HEADER_NAMES
+        self._sampling = Sampling()
+        self._tags: tuple[TagRule, ...] = ()
+        if settings is not None:
+            self._sampling = Sampling.from_percent(
+                settings.sampling, settings.client_sampling, settings.random_sampling
+            )
+            self._tags = settings.tags
+            extra = tag_header_names(self._tags)
+            if self._sampling.reads_client_header:
+                extra |= {CLIENT_TRACE_ID}
+            self.header_names = self.header_names | extra
         self.service_name = service_name
         self.node_id = node_id
         self._rng = rng if rng is not None else random.Random()
@@ -83,7 +100,6 @@ class Tracer:
         # Timestamps come from the monotonic clock anchored once to wall time, so a clock step
         # during a request cannot make a negative or huge duration.
         self._anchor_ns = _wall_anchor_ns() if wall_anchor_ns is None else wall_anchor_ns
-        self._threshold = threshold(settings.sampling) if settings else 0
         self._encode = (settings.encoding if settings is not None else JSON).encode_span
 
     def start(
@@ -118,7 +134,7 @@ class Tracer:
         elif ctx is not None and ctx.sampled is not None:
             sampled = ctx.sampled
         else:
-            sampled = sample(request_id, self._threshold, self._rng)
+            sampled = self._sampling.decide(request_id, CLIENT_TRACE_ID in incoming, self._rng)
 
         shared = False
         if ctx is not None and ctx.trace_id is not None and ctx.span_id is not None:
@@ -175,6 +191,8 @@ class Tracer:
                     "upstream_cluster": upstream_cluster,
                 },
             )
+        if span is not None and self._tags:
+            add_custom_tags(span.tags, self._tags, incoming)
         return Decision(request_id, trace_id, span_id, sampled, headers, TRACE_HEADER_NAMES, span, debug)
 
     def finish(

@@ -57,17 +57,58 @@ def trace(name: str, *selectors: dict[str, str], backend: str | None = None, **e
     return doc
 
 
+# Kinds whose body is under `spec:` in both forms; on Kubernetes their mesh is the kuma.io/mesh label.
+SPEC_KINDS = ("MeshTrace", "MeshOpenTelemetryBackend")
+
+
 def to_kubernetes(doc: dict[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(doc)
     kind = body.pop("type")
-    meta: dict[str, Any] = {"name": body.pop("name"), "namespace": "kuma-system", "labels": {"a": "b"}}
+    own = body.pop("labels", {})
+    labels: Any = {"a": "b", **own} if isinstance(own, dict) else own  # anything else as written
+    meta: dict[str, Any] = {"name": body.pop("name"), "namespace": "kuma-system", "labels": labels}
     if "creationTime" in body:
         meta["creationTimestamp"] = body.pop("creationTime")
     out: dict[str, Any] = {"apiVersion": "kuma.io/v1alpha1", "kind": kind, "metadata": meta}
+    if kind in SPEC_KINDS:
+        if isinstance(labels, dict):
+            labels["kuma.io/mesh"] = body.pop("mesh", "default")
+        else:
+            out["mesh"] = body.pop("mesh", "default")
+        out["spec"] = body.pop("spec", {})
+        return out
     if "mesh" in body:
         out["mesh"] = body.pop("mesh")
     out["spec"] = body
     return out
+
+
+ZIPKIN = {"type": "Zipkin", "zipkin": {"url": "http://jaeger:9411/api/v2/spans"}}
+
+
+def meshtrace(
+    name: str,
+    target: dict[str, Any] | None = None,
+    backends: list[dict[str, Any]] | None = None,
+    mesh: str = "default",
+    **default: Any,
+) -> dict[str, Any]:
+    """A Universal MeshTrace; `backends` defaults to one Zipkin backend, `default` adds sampling/tags."""
+    spec: dict[str, Any] = {}
+    if target is not None:
+        spec["targetRef"] = target
+    spec["default"] = {"backends": [ZIPKIN] if backends is None else backends, **default}
+    return {"type": "MeshTrace", "name": name, "mesh": mesh, "spec": spec}
+
+
+def otel_backend(name: str, labels: dict[str, str], **spec: Any) -> dict[str, Any]:
+    return {
+        "type": "MeshOpenTelemetryBackend",
+        "name": name,
+        "mesh": "default",
+        "labels": labels,
+        "spec": spec,
+    }
 
 
 def write(tmp: Path, docs: list[dict[str, Any]], form: str = "universal", name: str = "res.yaml") -> Path:

@@ -48,7 +48,8 @@ def test_an_invalid_unrelated_dataplane_is_skipped_with_one_warning(tmp_path: Pa
 def test_one_warning_per_skipped_resource_even_with_several_problems(tmp_path: Path) -> None:
     other = broken_dataplane("other-01")
     other["networking"]["address"] = ""
-    docs = [MESH, dataplane("web-01", WEB), other, {"type": "MeshTrace", "name": "new", "mesh": "default"}]
+    # A MeshTrace of another mesh (that does not exist): not this dataplane's, so skipped.
+    docs = [MESH, dataplane("web-01", WEB), other, {"type": "MeshTrace", "name": "new", "mesh": "other"}]
     resolution = resolve_dataplane([str(write(tmp_path, docs))], "web-01")
     assert resolution.snapshot is not None
     assert [w.split(",")[0] for w in resolution.warnings] == [

@@ -272,15 +272,15 @@ def test_names_unique_per_kind_and_mesh(tmp_path: Path, form: str) -> None:
 def test_unknown_kind_and_wrong_api_version(tmp_path: Path) -> None:
     docs = [
         {"type": "TrafficRoute", "name": "r"},
-        {"apiVersion": "kuma.io/v1alpha1", "kind": "MeshTrace", "metadata": {"name": "m"}, "spec": {}},
+        {"apiVersion": "kuma.io/v1alpha1", "kind": "MeshTrac", "metadata": {"name": "m"}, "spec": {}},
         {"apiVersion": "v1", "kind": "Mesh", "metadata": {"name": "x"}},
     ]
     problems = load(tmp_path, docs).problems
     assert any("TrafficRoute/r: type: unknown kind 'TrafficRoute'" in p for p in problems)
     assert any(
         p.endswith(
-            "MeshTrace/m: kind: unknown kind 'MeshTrace'; supported: Mesh, TrafficTrace, Dataplane, "
-            "ExternalService; MeshTrace (Kuma 2.x) is not supported yet, use TrafficTrace"
+            "MeshTrac/m: kind: unknown kind 'MeshTrac'; supported: Mesh, TrafficTrace, MeshTrace, "
+            'MeshOpenTelemetryBackend, Dataplane, ExternalService; did you mean "MeshTrace"?'
         )
         for p in problems
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import uuid
@@ -9,7 +10,7 @@ import uuid
 import pytest
 
 from sidecar.tracing.request_id import is_valid_request_id, new_request_id
-from sidecar.tracing.sampling import sample, threshold
+from sidecar.tracing.sampling import Sampling, client_draw, sample, threshold
 
 
 @pytest.mark.parametrize(
@@ -69,3 +70,97 @@ def test_new_request_id_is_lowercase_uuid4() -> None:
 )
 def test_request_id_sanity(value: bytes, valid: bool) -> None:
     assert is_valid_request_id(value) is valid
+
+
+# ---- Envoy's three knobs (MeshTrace's sampling.overall / client / random) --------------------------------
+
+N = 4000
+
+
+def request_ids(seed: int, n: int = N) -> list[str]:
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(n)]
+
+
+def expected(overall: float, client: float, rand: float, header: bool) -> float:
+    """Envoy's meaning as a probability: `random` (or, with the header, `client` first) then `overall`."""
+    o, c, r = overall / 100, client / 100, rand / 100
+    return c * o + (1 - c) * min(r, o) if header else min(r, o)
+
+
+def within_binomial(k: int, n: int, p: float) -> bool:
+    """k successes out of n within 4.5 standard deviations of n*p (a false alarm about once in 150,000
+    runs; the ids are seeded, so a given run is reproducible anyway)."""
+    sigma = math.sqrt(n * p * (1 - p))
+    return abs(k - n * p) <= 4.5 * sigma + 1
+
+
+KNOBS = [
+    # overall, client, random, x-client-trace-id present
+    (100, 100, 100, False),
+    (100, 100, 0, False),
+    (100, 100, 30, False),
+    (50, 100, 100, False),
+    (80, 100, 30, False),  # random below overall: random decides
+    (30, 100, 80, False),  # overall below random: overall caps
+    (100, 100, 0, True),  # client 100: every request with the header
+    (100, 40, 0, True),
+    (100, 40, 20, True),  # client's draw, else random's: 0.4 + 0.6 x 0.2
+    (50, 40, 20, True),  # and overall bounds the client path: 0.4 x 0.5 + 0.6 x 0.2
+    (100, 0, 20, True),  # client 0: the header changes nothing
+    (10, 100, 0, True),  # overall is the upper bound even for forced client traces
+    (60, 100, 90, True),  # random above overall: the header changes nothing
+]
+
+
+@pytest.mark.parametrize(("overall", "client", "rand", "header"), KNOBS)
+def test_each_knob_traces_its_share_of_requests(
+    overall: float, client: float, rand: float, header: bool
+) -> None:
+    knobs = Sampling.from_percent(overall, client, rand)
+    rng = random.Random(3)
+    traced = sum(knobs.decide(rid, header, rng) for rid in request_ids(seed=int(overall + client + rand)))
+    p = expected(overall, client, rand, header)
+    assert within_binomial(traced, N, p), (traced, N * p)
+
+
+@pytest.mark.parametrize(("overall", "client", "rand", "header"), KNOBS)
+def test_knobs_decide_alike_at_every_hop(overall: float, client: float, rand: float, header: bool) -> None:
+    knobs = Sampling.from_percent(overall, client, rand)
+    ids = request_ids(seed=11, n=500)
+    first = [knobs.decide(rid, header, random.Random(1)) for rid in ids]
+    assert first == [knobs.decide(rid, header, random.Random(2)) for rid in ids]
+
+
+def test_traffic_trace_sampling_is_the_single_percentage_as_before() -> None:
+    ids = request_ids(seed=5, n=1000)
+    knobs = Sampling.from_percent(37.5)
+    for header in (False, True):
+        assert [knobs.decide(rid, header, random.Random(0)) for rid in ids] == [
+            sample(rid, threshold(37.5), random.Random(0)) for rid in ids
+        ]
+
+
+def test_client_draw_is_stable_and_independent_of_the_request_draw() -> None:
+    ids = request_ids(seed=9)
+    assert [client_draw(i) for i in ids] == [client_draw(i) for i in ids]
+    # Among requests whose r is below 50 %, the client draw is still spread like any other.
+    low = [i for i in ids if int(i[:8], 16) % 10000 < 5000]
+    below = sum(client_draw(i) < 5000 for i in low)
+    assert within_binomial(below, len(low), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("overall", "client", "rand", "reads"),
+    [
+        (100, 100, 100, False),
+        (100, 50, 100, False),
+        (100, 100, 10, True),
+        (10, 100, 10, False),
+        (100, 0, 10, False),
+    ],
+)
+def test_client_header_is_read_only_when_it_can_change_a_decision(
+    overall: float, client: float, rand: float, reads: bool
+) -> None:
+    assert Sampling.from_percent(overall, client, rand).reads_client_header is reads
