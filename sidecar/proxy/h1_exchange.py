@@ -4,6 +4,11 @@ Exchanges of one client connection run one at a time in arrival order (pipelined
 buffered up to a bound, then the client is paused). Bodies stream with back-pressure: a peer whose write
 buffer is full pauses reading on the other side. Writes are collected per read callback and flushed once:
 one send per direction instead of one per head, body chunk and terminator.
+
+An upstream connection goes back to the pool only when nothing can be left on it: the response is
+complete and framed, the request was complete before the response began, and the request is not a
+GET, HEAD or OPTIONS with a body (a back-end may answer those without reading the body, then read the
+body as the next request, which would answer someone else).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ if TYPE_CHECKING:
     from sidecar.tracing.decide import Decision
 
 
+_MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
 class H1Exchange(Exchange):
     """The HTTP/1.1 client side of an exchange; the upstream side is an `UpstreamConnection`."""
 
@@ -29,7 +38,9 @@ class H1Exchange(Exchange):
         "_up_out",
         "close_downstream",
         "conn",
+        "continue_owed",
         "down_chunked",
+        "expect_continue",
         "has_body",
         "head",
         "held",
@@ -41,6 +52,7 @@ class H1Exchange(Exchange):
         "resp_framing",
         "response_started",
         "retried",
+        "reusable",
         "tunnel",
         "upgrade",
         "upstream",
@@ -62,7 +74,10 @@ class H1Exchange(Exchange):
         req_chunked: bool,
         has_body: bool,
         upgrade: bool,
+        expect_continue: bool = False,
     ) -> None:
+        """`expect_continue`: the client may wait for `100 Continue` before its body (the proxy sends
+        it when the exchange starts; Expect itself is never forwarded)."""
         super().__init__(
             conn.host,
             route,
@@ -80,6 +95,9 @@ class H1Exchange(Exchange):
         self.req_chunked = req_chunked
         self.has_body = has_body
         self.upgrade = upgrade
+        self.expect_continue = expect_continue
+        self.continue_owed = False
+        self.reusable = not has_body or method not in _MAY_IGNORE_BODY
         self.pending: list[bytes] = []  # request bytes waiting for an upstream connection
         self.held: list[bytes] = []  # bytes after an upgrade request, waiting for a 101
         self.req_done = False
@@ -95,10 +113,15 @@ class H1Exchange(Exchange):
         self._down_out: list[bytes] = []
 
     # Upstream side ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.continue_owed = self.expect_continue  # decided at the next flush, once the read is parsed
+        super().begin()
+
     def attach(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
+        upstream.upgrade_requested = self.upgrade
         self._up_out.append(self.head)
         if self.pending:
             self._up_out += self._unbuffer(self.pending)
@@ -116,6 +139,16 @@ class H1Exchange(Exchange):
         return buffered
 
     def flush_upstream(self) -> None:
+        if self.continue_owed:
+            self.continue_owed = False
+            # Only to a client still waiting: no body byte read yet, no answer started.
+            if (
+                not self.request_size
+                and not self.req_done
+                and not self.response_started
+                and not self.conn.closed
+            ):
+                self.conn.transport.write(CONTINUE)
         if self._up_out and self.upstream is not None:
             out = self._up_out
             self._up_out = []
@@ -162,8 +195,11 @@ class H1Exchange(Exchange):
             return
         reason = reason or errors.reason(status)
         if 100 <= status < 200 and status != 101:
-            self._down_out.append(informational(status, reason, headers))
+            if status != 100 or not self.expect_continue:  # the proxy sent its own
+                self._down_out.append(informational(status, reason, headers))
             return
+        if not self.req_done:
+            self.reusable = False  # an early answer: the upstream may not have read the whole body
         self.cancel_timer()
         self.status = status
         self.response_started = True
@@ -191,7 +227,12 @@ class H1Exchange(Exchange):
         self.flush_downstream()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
-            if self.upstream_keep_alive and self.req_done and self.resp_framing is not Framing.CLOSE:
+            if (
+                self.upstream_keep_alive
+                and self.req_done
+                and self.reusable
+                and self.resp_framing is not Framing.CLOSE
+            ):
                 self.host.pool.release(upstream)
             else:
                 upstream.close()
