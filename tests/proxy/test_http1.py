@@ -178,7 +178,7 @@ async def test_expect_100_continue_is_answered_by_the_proxy_not_forwarded(bench:
     """Every Expect spelling is covered in test_desync.py; here the plain case with a waiting client."""
 
     async def no_expect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        line, headers, body = await read_request(reader)
+        _, headers, body = await read_request(reader)
         assert b"expect" not in headers and body == b"data"
         writer.write(response(201, b"made"))
 
