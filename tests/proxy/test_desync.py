@@ -15,6 +15,7 @@ import pytest
 from sidecar.proxy import ProxySettings
 from sidecar.proxy.head import UnderscoreAction
 from tests.proxy.conftest import Bench, read_request, response
+from tests.proxy.h2_peers import GET, H2Client
 
 VICTIM = b"GET /victim HTTP/1.1\r\nHost: v\r\nCookie: secret\r\n\r\n"
 SMUGGLED = b"HTTP/1.1 200 OK\r\ncontent-length: 8\r\nx-for: smuggled\r\n\r\nsmuggled"
@@ -348,4 +349,32 @@ async def test_header_names_with_underscores(
         return
     ((_, headers, body),) = script.seen
     assert {k: v for k, v in headers.items() if b"_" in k} == forwarded and body == b"ok"
+    assert stats.dropped_headers_with_underscores == (0 if forwarded else 2)
+
+
+@pytest.mark.parametrize(
+    ("case", "action", "status", "forwarded"), UNDERSCORES, ids=[c[0] for c in UNDERSCORES]
+)
+async def test_header_names_with_underscores_over_http2(
+    bench: Bench,
+    case: str,
+    action: UnderscoreAction | None,
+    status: int,
+    forwarded: dict[bytes, bytes] | None,
+) -> None:
+    script = Scripted(b"")
+    up = await bench.upstream(script.handler)
+    settings = ProxySettings() if action is None else ProxySettings(headers_with_underscores=action)
+    listener = await bench.proxy(up.port, settings=settings)
+    client = await H2Client.open(listener.bound[1])
+    headers = [*GET, (b"x_user", b"admin"), (b"content_length", b"40"), (b"expect", b"100-continue")]
+    response = await client.response(client.request(headers))
+    await client.close()
+    assert response.status == status
+    stats = listener.stats
+    if forwarded is None:
+        assert script.seen == [] and stats.requests_rejected_with_underscores_in_headers == 1
+        return
+    ((_, seen, _),) = script.seen
+    assert {k: v for k, v in seen.items() if b"_" in k} == forwarded and b"expect" not in seen
     assert stats.dropped_headers_with_underscores == (0 if forwarded else 2)
