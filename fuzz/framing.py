@@ -188,7 +188,6 @@ class FakePool:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.exchange = None
-        conn.upgrade_requested = False
         if conn.broken:
             conn.close()
         elif not conn.closed:

@@ -40,7 +40,6 @@ class H1Exchange(Exchange):
         "conn",
         "continue_owed",
         "down_chunked",
-        "expect_continue",
         "has_body",
         "head",
         "held",
@@ -52,7 +51,6 @@ class H1Exchange(Exchange):
         "resp_framing",
         "response_started",
         "retried",
-        "reusable",
         "tunnel",
         "upgrade",
         "upstream",
@@ -77,7 +75,7 @@ class H1Exchange(Exchange):
         expect_continue: bool = False,
     ) -> None:
         """`expect_continue`: the client may wait for `100 Continue` before its body (the proxy sends
-        it when the exchange starts; Expect itself is never forwarded)."""
+        it when the exchange is at the front of the queue; Expect itself is never forwarded)."""
         super().__init__(
             conn.host,
             route,
@@ -95,9 +93,9 @@ class H1Exchange(Exchange):
         self.req_chunked = req_chunked
         self.has_body = has_body
         self.upgrade = upgrade
-        self.expect_continue = expect_continue
-        self.continue_owed = False
-        self.reusable = not has_body or method not in _MAY_IGNORE_BODY
+        # Decided at its first flush: only the exchange at the front of the queue is flushed, after
+        # the whole read was parsed, so a body that came with the head is seen first.
+        self.continue_owed = expect_continue
         self.pending: list[bytes] = []  # request bytes waiting for an upstream connection
         self.held: list[bytes] = []  # bytes after an upgrade request, waiting for a 101
         self.req_done = False
@@ -113,15 +111,10 @@ class H1Exchange(Exchange):
         self._down_out: list[bytes] = []
 
     # Upstream side ------------------------------------------------------------------------------
-    def begin(self) -> None:
-        self.continue_owed = self.expect_continue  # decided at the next flush, once the read is parsed
-        super().begin()
-
     def attach(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
-        upstream.upgrade_requested = self.upgrade
         self._up_out.append(self.head)
         if self.pending:
             self._up_out += self._unbuffer(self.pending)
@@ -195,15 +188,16 @@ class H1Exchange(Exchange):
             return
         reason = reason or errors.reason(status)
         if 100 <= status < 200 and status != 101:
-            if status != 100 or not self.expect_continue:  # the proxy sent its own
-                self._down_out.append(informational(status, reason, headers))
+            self._down_out.append(informational(status, reason, headers))
             return
-        if not self.req_done:
-            self.reusable = False  # an early answer: the upstream may not have read the whole body
         self.cancel_timer()
         self.status = status
         self.response_started = True
-        self.upstream_keep_alive = keep_alive
+        # Pooled again only if the upstream surely read the whole request (see the module docstring):
+        # not after an early answer, nor after a body a back-end may ignore.
+        self.upstream_keep_alive = (
+            keep_alive and self.req_done and not (self.has_body and self.method in _MAY_IGNORE_BODY)
+        )
         close = self.upgrade or not self.keep_alive or self.host.draining
         head = ResponseHead(
             status, reason, headers, is_head=self.is_head, client_version=self.version, close=close
@@ -227,12 +221,7 @@ class H1Exchange(Exchange):
         self.flush_downstream()
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
-            if (
-                self.upstream_keep_alive
-                and self.req_done
-                and self.reusable
-                and self.resp_framing is not Framing.CLOSE
-            ):
+            if self.upstream_keep_alive and self.req_done and self.resp_framing is not Framing.CLOSE:
                 self.host.pool.release(upstream)
             else:
                 upstream.close()

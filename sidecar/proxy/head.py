@@ -198,7 +198,10 @@ class RequestHead:
         self.has_body = self.chunked or (
             content_length is not None and content_length.strip() not in (b"0", b"")
         )
-        self.expect_continue = expect is not None and expects_continue(expect)
+        # The client may wait for 100 Continue (an HTTP/1.0 client never does, RFC 9110 10.1.1).
+        self.expect_continue = (
+            expect is not None and self.has_body and version == "1.1" and expects_continue(expect)
+        )
 
 
 def render_h1_request(

@@ -325,7 +325,7 @@ class DownstreamConnection(asyncio.Protocol):
             req_chunked=head.chunked,
             has_body=head.has_body,
             upgrade=upgrade,
-            expect_continue=head.expect_continue and head.has_body and version == "1.1",
+            expect_continue=head.expect_continue,
         )
         self.current = exchange
         self.queue.append(exchange)

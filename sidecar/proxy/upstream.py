@@ -69,7 +69,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_done = False
         self._trailers: list[tuple[bytes, bytes]] = []
         self.peer = endpoint.key
-        self.upgrade_requested = False  # set by the exchange: only then is a 101 an answer
         self.broken = False  # never pooled again
         self._complete: list[tuple[bytes, bytes]] | None = None  # a final response's trailers, undelivered
         self._head_only = False  # a response to HEAD, complete at its headers
@@ -110,10 +109,15 @@ class UpstreamConnection(asyncio.Protocol):
                     current.on_upstream_protocol_error(self._malformed or str(exc))
                 return
             self._leftover = True  # what followed the response does not even parse
-        if self._complete is not None:
-            self._deliver()
-        else:
+        trailers = self._complete
+        if trailers is None:
             exchange.flush_downstream()
+        elif self._head_only or self._leftover:
+            self._deliver()
+        else:  # the usual end of a response, inline
+            self._complete = None
+            if self.exchange is not None:
+                self.exchange.on_response_complete(trailers)
 
     def _deliver(self) -> None:
         """The final response is complete: hand it over now that the parser has stopped."""
@@ -186,7 +190,8 @@ class UpstreamConnection(asyncio.Protocol):
         parser = self.parser
         status = parser.get_status_code()
         if status < 200:
-            if status == 101 and not self.upgrade_requested:
+            # A 101 answers only an upgrade request (an exchange that sent none has no `upgrade`).
+            if status == 101 and not getattr(exchange, "upgrade", False):
                 self._malformed = "101 Switching Protocols to a request that asked for no upgrade"
                 raise _Stop
             if status != 101 and informational_has_body(self._headers):
@@ -194,7 +199,7 @@ class UpstreamConnection(asyncio.Protocol):
                 raise _Stop
         version = parser.get_http_version()
         keep_alive = parser.should_keep_alive()
-        if keep_alive and version == "1.0" and _has_transfer_encoding(self._headers):
+        if version == "1.0" and keep_alive and _has_transfer_encoding(self._headers):
             keep_alive = False  # faulty framing: close after this response (RFC 9112 6.1)
         exchange.on_response_head(status, self._reason, self._headers, keep_alive, version)
         if exchange.is_head and status >= 200 and self.exchange is exchange:
@@ -301,7 +306,6 @@ class Pool:
             conn.close()
             return
         conn.exchange = None
-        conn.upgrade_requested = False
         conn.got_response_bytes = False
         idle = self._idle.setdefault(conn.endpoint, deque())
         if len(idle) >= self.settings.pool_max_idle:
