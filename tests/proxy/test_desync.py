@@ -378,3 +378,36 @@ async def test_header_names_with_underscores_over_http2(
     ((_, seen, _),) = script.seen
     assert {k: v for k, v in seen.items() if b"_" in k} == forwarded and b"expect" not in seen
     assert stats.dropped_headers_with_underscores == (0 if forwarded else 2)
+
+
+async def test_100_continue_waits_for_the_answers_owed_before_it(bench: Bench) -> None:
+    """A pipelined request that expects 100 gets it after the responses to the requests before it,
+    never in the middle of one."""
+    gate = asyncio.Event()
+
+    async def slow_first(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            line, _, body = await read_request(reader)
+            if line.startswith(b"GET /first"):
+                await gate.wait()
+            writer.write(response(200, line.split(b" ")[1] + b":" + body))
+            await writer.drain()
+
+    up = await bench.upstream(slow_first)
+    listener = await bench.proxy(up.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.bound[1])
+    writer.write(
+        b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /second HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"
+    )
+    async with asyncio.timeout(5):
+        while not listener.stats.upstream_rq:
+            await asyncio.sleep(0.005)  # the first request is on its way up
+        gate.set()  # a 100 Continue sent before this point would come first on the wire
+        first = await reader.readuntil(b"/first:")
+        interim = await reader.readuntil(b"\r\n\r\n")
+        assert first.startswith(b"HTTP/1.1 200") and interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(b"data")
+        second = await read_reply(reader)
+    writer.close()
+    assert (second.status, second.body) == (200, b"/second:data")
