@@ -22,6 +22,7 @@ import httptools
 from fuzz.harness import FakeListener, FakeTransport
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.http1 import DownstreamConnection, new_request_parser
+from sidecar.proxy.stats import ListenerStats
 from sidecar.proxy.upstream import UpstreamConnection
 
 Pump = deque[Callable[[], None]]
@@ -154,14 +155,18 @@ class FakePool:
         self.upstream = upstream
         self.pump = pump
         self.idle: list[UpstreamConnection] = []
+        self.opened: list[UpstreamTransport] = []
+        self.server: Callable[[Upstream], H11Server] = H11Server  # the origin behind each connection
+        self.stats: ListenerStats | None = None
         self.settings = FakeListener.SETTINGS
         self.resolver = Resolver()
         self.connects = 0
         self.reuses = 0
 
     def _open(self, endpoint: Endpoint) -> UpstreamConnection:
-        server = H11Server(self.upstream)
+        server = self.server(self.upstream)
         transport = UpstreamTransport(server, self.pump)
+        self.opened.append(transport)
         server.transport = transport
         conn = UpstreamConnection(self, endpoint)
         transport.protocol = conn
@@ -183,7 +188,9 @@ class FakePool:
 
     def release(self, conn: UpstreamConnection) -> None:
         conn.exchange = None
-        if not conn.closed:
+        if conn.broken:
+            conn.close()
+        elif not conn.closed:
             self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
@@ -268,6 +275,7 @@ def new_run(loop: asyncio.AbstractEventLoop) -> Run:
     pool = FakePool(upstream, pump)
     listener = FakeListener(loop, endpoints=("127.0.0.1:8080",))
     listener.pool = pool
+    pool.stats = listener.stats
     return Run(upstream, pool, pump, listener)
 
 

@@ -1,10 +1,14 @@
-"""Fuzz the HTTP/1.1 request path for longer than CI does: `python fuzz/fuzz_http1.py [EXAMPLES]`.
+"""Fuzz the HTTP/1.1 path for longer than CI does: `python fuzz/fuzz_http1.py [EXAMPLES] [MODE]`.
 
 Two properties over the same client byte streams (fuzz/strategies.py):
 - parser path: no crash, every malformed input answered with a 4xx/5xx and a close (fuzz/harness.py);
 - framing: the requests an independent strict upstream (h11) parses are exactly the ones the client gets
   answers to, in order and with the same bodies, and a second client on the same pooled upstream
   connection gets its own answer (fuzz/framing.py).
+And one over the responses (MODE `hostile`, alone):
+- hostile upstream: an origin answering with random response bytes, pipelined clients one after the
+  other on its pool; every client gets exactly the responses to its own requests, or a 5xx, or a close
+  (fuzz/hostile.py).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fuzz.framing import check_case
 from fuzz.harness import check, feed
+from fuzz.hostile import Answer, answers_strategy, client_strategy, hostile_case
 from fuzz.strategies import requests_strategy
 
 _loop = asyncio.new_event_loop()
@@ -33,14 +39,22 @@ def framing_case(chunks: list[bytes]) -> None:
     _loop.run_until_complete(check_case(_loop, chunks))
 
 
-def run(examples: int) -> None:
+def hostile(answers: tuple[Answer, ...], clients: list[list[tuple[bytes, bytes, bool]]]) -> None:
+    _loop.run_until_complete(hostile_case(_loop, answers, clients))
+
+
+def run(examples: int, mode: str = "requests") -> None:
+    fuzz = settings(
+        max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    if mode == "hostile":
+        fuzz(given(answers_strategy(), st.lists(client_strategy(), min_size=2, max_size=3))(hostile))()
+        print(f"hostile upstream: {examples} examples held")
+        return
     for name, case in (("parser path", parser_case), ("framing", framing_case)):
-        check_each = settings(
-            max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
-        )(given(requests_strategy())(case))
-        check_each()
+        fuzz(given(requests_strategy())(case))()
         print(f"{name}: {examples} examples held")
 
 
 if __name__ == "__main__":
-    run(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)
+    run(int(sys.argv[1]) if len(sys.argv) > 1 else 20000, sys.argv[2] if len(sys.argv) > 2 else "requests")

@@ -80,6 +80,13 @@ def _codec(text: str) -> str:
     return choice
 
 
+def _underscores(text: str) -> str:
+    choice = text.strip().lower()
+    if choice not in ("drop", "reject", "allow"):
+        raise ValueError(f"{text!r}: choose drop, reject or allow")
+    return choice
+
+
 # dest -> (check, default); the flag is `--` + dest with `-`, the variable SIDECAR_ + dest upper-cased.
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "dataplane": (_text, None),
@@ -96,6 +103,7 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "max_headers": (_number(int, 1, 10000), None),
     "stream_idle_timeout": (_positive, None),
     "h2_codec": (_codec, "auto"),
+    "headers_with_underscores": (_underscores, None),
     "lag_probe_interval": (_number(float, 0.001, 60), 0.1),
     "flush_interval": (_positive, None),
     "min_batch": (_number(int, 1), None),
@@ -188,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
     add(data, "max_headers", "N", "request header count limit (100)")
     add(data, "stream_idle_timeout", "SECONDS", "an HTTP/2 stream with no frame either way ends (300)")
     add(data, "h2_codec", "CODEC", "HTTP/2 codec: nghttp2, h2 or auto (nghttp2 if found)")
+    add(
+        data,
+        "headers_with_underscores",
+        "ACTION",
+        "request header names with '_': drop, reject or allow (drop)",
+    )
     add(data, "lag_probe_interval", "SECONDS", "event-loop lag probe period (0.1; the benchmark: 0.001)")
     rep = r.add_argument_group("span reporter")
     add(rep, "flush_interval", "SECONDS", "between flushes (1)")
@@ -372,6 +386,7 @@ def _reporter(values: dict[str, Any], source: dict[str, str]) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from sidecar.proxy import ProxySettings, h2_nghttp2
+    from sidecar.proxy.head import UnderscoreAction
     from sidecar.runtime import RunOptions
     from sidecar.serve import run, setup_logging
     from sidecar.workers import run_workers
@@ -390,6 +405,11 @@ def _run(args: argparse.Namespace) -> int:
         "max_headers": values["max_headers"],
         "stream_idle_timeout": values["stream_idle_timeout"],
         "h2_codec": values["h2_codec"],
+        "headers_with_underscores": (
+            UnderscoreAction(values["headers_with_underscores"])
+            if values["headers_with_underscores"]
+            else None
+        ),
     }
     proxy = ProxySettings(**{k: v for k, v in proxy_changes.items() if v is not None})
     if proxy.h2_codec == "nghttp2" and not h2_nghttp2.available():

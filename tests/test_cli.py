@@ -202,6 +202,7 @@ BAD_VALUES = {
     "max_headers": "-1",
     "stream_idle_timeout": "0",
     "h2_codec": "nghttp3",
+    "headers_with_underscores": "strip",
     "lag_probe_interval": "0.0001",
     "flush_interval": "0",
     "min_batch": "0",
@@ -250,3 +251,16 @@ def test_a_lower_max_batch_alone_lowers_min_batch_with_it() -> None:
     assert settings(max_batch=100) == (100, 100)
     assert settings(max_batch=5000) == (200, 5000)
     assert settings(min_batch=10, max_batch=100) == (10, 100)
+
+
+def test_headers_with_underscores_takes_envoys_three_actions() -> None:
+    env = {"SIDECAR_DATAPLANE": "web-01", "SIDECAR_HEADERS_WITH_UNDERSCORES": "Reject"}
+    values, source = run_values(run_args(), env)
+    assert (values["headers_with_underscores"], source["headers_with_underscores"]) == (
+        "reject",
+        "SIDECAR_HEADERS_WITH_UNDERSCORES",
+    )
+    values, _ = run_values(run_args("--headers-with-underscores", "allow"), env)
+    assert values["headers_with_underscores"] == "allow"
+    values, _ = run_values(run_args(), {"SIDECAR_DATAPLANE": "web-01"})
+    assert values["headers_with_underscores"] is None  # ProxySettings' default: drop

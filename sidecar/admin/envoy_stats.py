@@ -50,6 +50,11 @@ def _connection_managers(snapshot: StatsSnapshot) -> Iterator[Stat]:
         yield p + "downstream_rq_completed", sum(s.requests.values())
         for status_class, value in sorted(s.requests.items()):
             yield p + f"downstream_rq_{status_class}", value
+        yield p + "dropped_headers_with_underscores", s.dropped_headers_with_underscores
+        yield (
+            p + "requests_rejected_with_underscores_in_headers",
+            s.requests_rejected_with_underscores_in_headers,
+        )
     for cluster, s in sorted(_merge_by(tcp, "cluster").items()):
         p = f"tcp.{metric_safe(cluster)}."
         yield p + "downstream_cx_total", s.connections_total
@@ -80,6 +85,7 @@ def _clusters(snapshot: StatsSnapshot) -> Iterator[Stat]:
         yield p + "membership_total", len(endpoints.get(cluster, ()))
         yield p + "upstream_cx_connect_fail", sum(s.upstream_cx_connect_fail.values())
         yield p + "upstream_cx_total", sum(s.upstream_cx_total.values())
+        yield p + "upstream_cx_protocol_error", sum(s.upstream_cx_protocol_error.values())
         yield p + "upstream_rq_total", sum(s.upstream_rq.values())
     yield "cluster_manager.active_clusters", len(endpoints)
 

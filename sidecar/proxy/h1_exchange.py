@@ -4,6 +4,11 @@ Exchanges of one client connection run one at a time in arrival order (pipelined
 buffered up to a bound, then the client is paused). Bodies stream with back-pressure: a peer whose write
 buffer is full pauses reading on the other side. Writes are collected per read callback and flushed once:
 one send per direction instead of one per head, body chunk and terminator.
+
+An upstream connection goes back to the pool only when nothing can be left on it: the response is
+complete and framed, the request was complete before the response began, and the request is not a
+GET, HEAD or OPTIONS with a body (a back-end may answer those without reading the body, then read the
+body as the next request, which would answer someone else).
 """
 
 from __future__ import annotations
@@ -21,6 +26,10 @@ if TYPE_CHECKING:
     from sidecar.tracing.decide import Decision
 
 
+_MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
 class H1Exchange(Exchange):
     """The HTTP/1.1 client side of an exchange; the upstream side is an `UpstreamConnection`."""
 
@@ -29,6 +38,7 @@ class H1Exchange(Exchange):
         "_up_out",
         "close_downstream",
         "conn",
+        "continue_owed",
         "down_chunked",
         "has_body",
         "head",
@@ -62,7 +72,10 @@ class H1Exchange(Exchange):
         req_chunked: bool,
         has_body: bool,
         upgrade: bool,
+        expect_continue: bool = False,
     ) -> None:
+        """`expect_continue`: the client may wait for `100 Continue` before its body (the proxy sends
+        it when the exchange is at the front of the queue; Expect itself is never forwarded)."""
         super().__init__(
             conn.host,
             route,
@@ -80,6 +93,9 @@ class H1Exchange(Exchange):
         self.req_chunked = req_chunked
         self.has_body = has_body
         self.upgrade = upgrade
+        # Decided at its first flush: only the exchange at the front of the queue is flushed, after
+        # the whole read was parsed, so a body that came with the head is seen first.
+        self.continue_owed = expect_continue
         self.pending: list[bytes] = []  # request bytes waiting for an upstream connection
         self.held: list[bytes] = []  # bytes after an upgrade request, waiting for a 101
         self.req_done = False
@@ -116,6 +132,16 @@ class H1Exchange(Exchange):
         return buffered
 
     def flush_upstream(self) -> None:
+        if self.continue_owed:
+            self.continue_owed = False
+            # Only to a client still waiting: no body byte read yet, no answer started.
+            if (
+                not self.request_size
+                and not self.req_done
+                and not self.response_started
+                and not self.conn.closed
+            ):
+                self.conn.transport.write(CONTINUE)
         if self._up_out and self.upstream is not None:
             out = self._up_out
             self._up_out = []
@@ -167,7 +193,11 @@ class H1Exchange(Exchange):
         self.cancel_timer()
         self.status = status
         self.response_started = True
-        self.upstream_keep_alive = keep_alive
+        # Pooled again only if the upstream surely read the whole request (see the module docstring):
+        # not after an early answer, nor after a body a back-end may ignore.
+        self.upstream_keep_alive = (
+            keep_alive and self.req_done and not (self.has_body and self.method in _MAY_IGNORE_BODY)
+        )
         close = self.upgrade or not self.keep_alive or self.host.draining
         head = ResponseHead(
             status, reason, headers, is_head=self.is_head, client_version=self.version, close=close

@@ -19,6 +19,18 @@ Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests
 6. Response framing is one `Framing` value: NONE (HEAD, 1xx, 204, 304), LENGTH, CHUNKED, or CLOSE (the
    upstream's close ends the body); a CHUNKED or CLOSE body goes to an HTTP/1.1 client chunked, with the
    upstream's other transfer codings kept, and to an HTTP/1.0 client delimited by the close.
+7. Expect is answered by the proxy, never forwarded: a request whose Expect values name `100-continue`
+   in any case or list position (`Expect: y 100-continue` included) gets `100 Continue` from the proxy
+   when the client waits for it; every Expect field is dropped upstream, so a back-end cannot answer
+   before the body and then read that body as the next request. The body goes up framed by the request's
+   own Content-Length or chunks, like any other.
+8. Header names holding `_` (`Content_Length`), which some back-ends read as `-`, follow
+   `UnderscoreAction`: DROP (the default: the field is not forwarded, and counted), REJECT (400), ALLOW.
+9. HTTP/1.0 with Transfer-Encoding is faulty framing (RFC 9112 6.1): the message is processed and the
+   connection closed after the response, whichever side sent it.
+10. An upstream response is malformed (answered 502 `UPE`, the upstream connection closed) when it is
+   a 101 to a request that asked for no upgrade, or a 1xx carrying a body (Transfer-Encoding, or a
+   Content-Length other than 0); see `informational_has_body`.
 """
 
 from __future__ import annotations
@@ -37,6 +49,23 @@ _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}  # what a response head's l
 NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
 Header = tuple[bytes, bytes]
 Headers = list[Header]  # a header block as HTTP/2 codecs take and give it
+
+
+class UnderscoreAction(enum.Enum):
+    """What happens to a request header whose name holds `_` (Envoy's headers_with_underscores_action)."""
+
+    DROP = "drop"
+    REJECT = "reject"
+    ALLOW = "allow"
+
+
+#: Never forwarded in a request: hop-by-hop fields, and Expect (rule 7).
+REQUEST_NOT_FORWARDED = HOP_BY_HOP | {b"expect"}
+
+
+def expects_continue(values: Iterable[bytes]) -> bool:
+    """Rule 7: whether Expect values ask for `100 Continue`, in any spelling a back-end may honour."""
+    return any(b"100-continue" in value.lower() for value in values)
 
 
 class HeadError(Exception):
@@ -82,6 +111,13 @@ def check_version(version: str) -> str:
     raise HeadError(505, f"HTTP/{version} is not supported")
 
 
+class UnderscoreError(HeadError):
+    """Rule 8 with REJECT: a request header name holds `_`."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "header name with an underscore")
+
+
 class RequestHead:
     """What the rules read from one request's header fields, in one pass."""
 
@@ -90,6 +126,8 @@ class RequestHead:
         "chunked",
         "codings",
         "content_length",
+        "dropped_underscores",
+        "expect_continue",
         "has_body",
         "has_host",
         "has_xfp",
@@ -100,10 +138,15 @@ class RequestHead:
     )
 
     def __init__(
-        self, headers: list[Header], version: str, trace_names: frozenset[bytes] = TRACE_HEADER_NAMES
+        self,
+        headers: list[Header],
+        version: str,
+        trace_names: frozenset[bytes] = TRACE_HEADER_NAMES,
+        underscores: UnderscoreAction = UnderscoreAction.DROP,
     ) -> None:
         triples = [(n.lower(), n, v) for n, v in headers]
-        self.triples = triples
+        expect: list[bytes] | None = None
+        underscored = False
         trace_in: dict[bytes, bytes] = {}
         authority = b""
         user_agent: bytes | None = None
@@ -133,6 +176,18 @@ class RequestHead:
                 if content_length is not None and content_length != value:
                     raise HeadError(400, "conflicting Content-Length")
                 content_length = value
+            elif lname == b"expect":
+                expect = [value] if expect is None else [*expect, value]
+            elif b"_" in lname:
+                underscored = True  # no name matched above holds one
+        self.dropped_underscores = 0
+        if underscored and underscores is not UnderscoreAction.ALLOW:
+            if underscores is UnderscoreAction.REJECT:
+                raise UnderscoreError
+            kept = [t for t in triples if b"_" not in t[0]]
+            self.dropped_underscores = len(triples) - len(kept)
+            triples = kept
+        self.triples = triples
         if version == "1.1" and not has_host:
             raise HeadError(400, "missing Host header")
         self.trace_in = trace_in
@@ -147,6 +202,10 @@ class RequestHead:
         self.options = options - NOT_CONNECTION_OPTIONS if options else options
         self.has_body = self.chunked or (
             content_length is not None and content_length.strip() not in (b"0", b"")
+        )
+        # The client may wait for 100 Continue (an HTTP/1.0 client never does, RFC 9110 10.1.1).
+        self.expect_continue = (
+            expect is not None and self.has_body and version == "1.1" and expects_continue(expect)
         )
 
 
@@ -164,7 +223,7 @@ def render_h1_request(
     options = head.options
     out = [method, b" ", target, b" HTTP/1.1\r\n"]
     for lname, name, value in head.triples:
-        if lname in HOP_BY_HOP or lname in remove or lname in options:
+        if lname in REQUEST_NOT_FORWARDED or lname in remove or lname in options:
             if upgrade and lname == b"upgrade":
                 out += (name, b": ", value, CRLF)
             continue
@@ -278,6 +337,16 @@ def status_line(status: int, reason: bytes) -> bytes:
     return line
 
 
+def informational_has_body(headers: list[Header]) -> bool:
+    """Rule 10: a 1xx response declares a body (it never has one, so the bytes would be read as the
+    final response)."""
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"transfer-encoding" or (lname == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
+
+
 def informational(status: int, reason: bytes, headers: list[Header]) -> bytes:
     """A 1xx (100 Continue, 103 Early Hints) relayed as it came, minus hop-by-hop fields."""
     lines = [status_line(status, reason)]
@@ -307,6 +376,7 @@ class H2RequestHead:
         "content_length",
         "content_type",
         "cookies",
+        "dropped_underscores",
         "grpc_timeout",
         "has_xfp",
         "method",
@@ -317,7 +387,13 @@ class H2RequestHead:
         "user_agent",
     )
 
-    def __init__(self, headers: list[Header], trace_names: frozenset[bytes] = TRACE_HEADER_NAMES) -> None:
+    def __init__(
+        self,
+        headers: list[Header],
+        trace_names: frozenset[bytes] = TRACE_HEADER_NAMES,
+        underscores: UnderscoreAction = UnderscoreAction.DROP,
+    ) -> None:
+        self.dropped_underscores = 0
         self.method = self.scheme = self.path = b""
         self.authority = b""
         self.user_agent: bytes | None = None
@@ -359,7 +435,12 @@ class H2RequestHead:
                 self.grpc_timeout = value
             elif name == b"x-forwarded-proto":
                 self.has_xfp = True
-            elif name in HOP_BY_HOP and not (name == b"te" and value == b"trailers"):
+            elif name in REQUEST_NOT_FORWARDED and not (name == b"te" and value == b"trailers"):
+                continue
+            elif b"_" in name and underscores is not UnderscoreAction.ALLOW:  # rule 8
+                if underscores is UnderscoreAction.REJECT:
+                    raise UnderscoreError
+                self.dropped_underscores += 1
                 continue
             regular.append((name, value))
         self.trace_in = trace_in

@@ -25,6 +25,7 @@ class UpstreamPool(Protocol):
 
     settings: ProxySettings
     resolver: Resolver
+    stats: ListenerStats | None  # where connections broken by the upstream are counted
 
     def acquire(self, endpoint: Endpoint) -> UpstreamConnection | None: ...
     async def connect(self, endpoint: Endpoint) -> UpstreamConnection: ...

@@ -16,7 +16,7 @@ import httptools
 
 from sidecar.proxy import errors
 from sidecar.proxy.h1_exchange import H1Exchange
-from sidecar.proxy.head import HeadError, RequestHead, check_version, render_h1_request
+from sidecar.proxy.head import HeadError, RequestHead, UnderscoreError, check_version, render_h1_request
 
 log = logging.getLogger("sidecar.proxy")
 
@@ -286,7 +286,15 @@ class DownstreamConnection(asyncio.Protocol):
         if version != "1.1" and version != "1.0":
             version = check_version(version)
         route = self.host.route
-        head = RequestHead(self._headers, version, route.tracer.header_names)
+        try:
+            head = RequestHead(
+                self._headers, version, route.tracer.header_names, self.settings.headers_with_underscores
+            )
+        except UnderscoreError:
+            self.host.stats.requests_rejected_with_underscores_in_headers += 1
+            raise
+        if head.dropped_underscores:
+            self.host.stats.dropped_headers_with_underscores += head.dropped_underscores
         upgrade = parser.should_upgrade()
         decision = route.tracer.start(
             route.kind,
@@ -317,11 +325,13 @@ class DownstreamConnection(asyncio.Protocol):
             self._url,
             forwarded,
             decision,
-            keep_alive=parser.should_keep_alive(),
+            # HTTP/1.0 with Transfer-Encoding is faulty framing: close after the response (RFC 9112 6.1).
+            keep_alive=parser.should_keep_alive() and not (version == "1.0" and head.codings),
             version=version,
             req_chunked=head.chunked,
             has_body=head.has_body,
             upgrade=upgrade,
+            expect_continue=head.expect_continue,
         )
         self.current = exchange
         self.queue.append(exchange)

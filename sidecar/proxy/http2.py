@@ -26,7 +26,12 @@ from sidecar.proxy.h2_base import H2Peer
 from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.h2_to_h1 import H2ToH1Stream
 from sidecar.proxy.h2_to_h2 import H2ToH2Stream
-from sidecar.proxy.head import H2RequestHead, render_h1_request_from_h2, render_h2_request
+from sidecar.proxy.head import (
+    H2RequestHead,
+    UnderscoreError,
+    render_h1_request_from_h2,
+    render_h2_request,
+)
 from sidecar.proxy.http1 import H2_PREFACE, peer_name
 
 if TYPE_CHECKING:
@@ -175,8 +180,17 @@ class H2Downstream(H2Peer):
         if len(self.streams) >= settings.h2_max_concurrent_streams:
             self.protocol_error("too_many_streams", h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return
+        stats = self.host.stats
         route = self.host.route
-        head = H2RequestHead(headers, route.tracer.header_names)
+        try:
+            head = H2RequestHead(headers, route.tracer.header_names, settings.headers_with_underscores)
+        except UnderscoreError:
+            stats.requests_rejected_with_underscores_in_headers += 1
+            self.send_headers(sid, [(b":status", b"400"), (b"content-length", b"0")], end_stream=True)
+            stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)
+            return
+        if head.dropped_underscores:
+            stats.dropped_headers_with_underscores += head.dropped_underscores
         if head.method == b"CONNECT":
             self.send_headers(sid, [(b":status", b"405"), (b"content-length", b"0")], end_stream=True)
             self.host.stats.local_reply(errors.DOWNSTREAM_PROTOCOL_ERROR)

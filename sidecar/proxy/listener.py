@@ -31,7 +31,7 @@ class Listener:
         self.route = route  # swapped whole on reload; each request reads it once, at its head
         self.settings = settings
         self.stats = ListenerStats(name, direction)
-        self.pool = Pool(settings)
+        self.pool = Pool(settings, stats=self.stats)
         self.h2_pool = H2Pool(settings, self.pool.resolver)
         self.loop = asyncio.get_running_loop()
         self.draining = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sidecar.proxy.head import UnderscoreAction
+
 
 @dataclass(frozen=True, slots=True)
 class ProxySettings:
@@ -23,4 +25,5 @@ class ProxySettings:
     h2_max_resets: int = 200  # client resets in 10 s on one connection before GOAWAY (rapid reset)
     h2_max_control_frames: int = 1000  # PING and SETTINGS in 10 s on one connection before GOAWAY
     h2_codec: str = "auto"  # "nghttp2" (libnghttp2 through ctypes), "h2", or auto: the first that loads
+    headers_with_underscores: UnderscoreAction = UnderscoreAction.DROP  # request header names with "_"
     dns_ttl: float = 5.0  # seconds a resolved endpoint name is kept before it is resolved again

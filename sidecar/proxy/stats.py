@@ -47,6 +47,10 @@ class ListenerStats:
     upstream_rq_error: dict[str, int] = field(default_factory=dict)  # 5xx answers, resets, timeouts
     upstream_cx_total: dict[str, int] = field(default_factory=dict)  # connections opened
     upstream_cx_connect_fail: dict[str, int] = field(default_factory=dict)  # connections that failed
+    upstream_cx_protocol_error: dict[str, int] = field(default_factory=dict)  # broken framing: closed
+    # Request header fields whose name holds "_": dropped one by one, or the whole request refused.
+    dropped_headers_with_underscores: int = 0
+    requests_rejected_with_underscores_in_headers: int = 0
 
     def count_endpoint(self, table: dict[str, int], endpoint: str) -> None:
         table[endpoint] = table.get(endpoint, 0) + 1

@@ -1,4 +1,12 @@
-"""Upstream side: the HTTP/1.1 response reader of one connection, and a keep-alive pool per endpoint."""
+"""Upstream side: the HTTP/1.1 response reader of one connection, and a keep-alive pool per endpoint.
+
+One request at a time goes up a connection, so once a final response is complete every further byte is
+one nobody asked for: the parser is stopped there, the response is delivered after `feed_data` returns
+(never from inside it, where releasing the connection would hand the rest of the same read to the next
+exchange), and the connection is marked broken, closed instead of pooled and counted in
+`upstream_cx_protocol_error`. The check costs one flag test per message, not a look at each byte.
+Bytes that arrive on an idle pooled connection end it the same way.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +18,16 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from sidecar.proxy.endpoint import Endpoint, Resolver
+from sidecar.proxy.head import informational_has_body
 
 if TYPE_CHECKING:
     from sidecar.proxy.host import UpstreamPool
     from sidecar.proxy.settings import ProxySettings
+    from sidecar.proxy.stats import ListenerStats
+
+
+class _Stop(Exception):
+    """Raised in a parser callback to stop `feed_data`; the connection's flags say why."""
 
 
 class ResponseSink(Protocol):
@@ -54,8 +68,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_done = False
         self._trailers: list[tuple[bytes, bytes]] = []
-        self._reset_parser = False
         self.peer = endpoint.key
+        self.broken = False  # never pooled again
+        self._complete: list[tuple[bytes, bytes]] | None = None  # a final response's trailers, undelivered
+        self._head_only = False  # a response to HEAD, complete at its headers
+        self._leftover = False  # bytes followed a complete response
+        self._malformed: str | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -69,7 +87,7 @@ class UpstreamConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
         if exchange is None:
-            self.close()  # bytes nobody asked for: the connection is not reusable
+            self.protocol_error()  # bytes nobody asked for: the connection is not reusable
             return
         self.got_response_bytes = True
         if self.tunnel:
@@ -77,7 +95,6 @@ class UpstreamConnection(asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-            exchange.flush_downstream()
         except httptools.HttpParserUpgrade as exc:
             self.tunnel = True
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
@@ -85,13 +102,45 @@ class UpstreamConnection(asyncio.Protocol):
                 self.exchange.on_upstream_upgraded(data[offset:])
             return
         except httptools.HttpParserError as exc:
+            if self._complete is None:
+                current = self.exchange
+                self.protocol_error()
+                if current is not None:
+                    current.on_upstream_protocol_error(self._malformed or str(exc))
+                return
+            self._leftover = True  # what followed the response does not even parse
+        trailers = self._complete
+        if trailers is None:
+            exchange.flush_downstream()
+        elif self._head_only or self._leftover:
+            self._deliver()
+        else:  # the usual end of a response, inline
+            self._complete = None
             if self.exchange is not None:
-                self.exchange.on_upstream_protocol_error(str(exc))
+                self.exchange.on_response_complete(trailers)
+
+    def _deliver(self) -> None:
+        """The final response is complete: hand it over now that the parser has stopped."""
+        trailers, self._complete = self._complete, None
+        if self._head_only or self._leftover:
+            self._head_only = False
+            self.parser = httptools.HttpResponseParser(self)  # the old one expects a body, or broke
+        if self._leftover:
+            self._leftover = False
+            self.protocol_error(close=False)  # counted now; the exchange's release closes it
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.on_response_complete(trailers or [])
+
+    def protocol_error(self, *, close: bool = True) -> None:
+        """The upstream broke HTTP/1.1 framing: count it once; never pool this connection again."""
+        if not self.broken:
+            self.broken = True
+            stats = self.pool.stats
+            if stats is not None:
+                stats.count_endpoint(stats.upstream_cx_protocol_error, self.endpoint.key)
+        if close:
             self.close()
-            return
-        if self._reset_parser:  # a HEAD response ended at its headers; the old parser expects a body
-            self._reset_parser = False
-            self.parser = httptools.HttpResponseParser(self)
 
     def eof_received(self) -> bool | None:
         if self.tunnel and self.exchange is not None:
@@ -116,6 +165,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # httptools callbacks ------------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._complete is not None:
+            self._leftover = True
+            raise _Stop
         self._reason = b""
         self._headers = []
         self._trailers = []
@@ -135,29 +187,41 @@ class UpstreamConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is None:
             return
-        status = self.parser.get_status_code()
-        exchange.on_response_head(
-            status,
-            self._reason,
-            self._headers,
-            self.parser.should_keep_alive(),
-            self.parser.get_http_version(),
-        )
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200:
+            # A 101 answers only an upgrade request (an exchange that sent none has no `upgrade`).
+            if status == 101 and not getattr(exchange, "upgrade", False):
+                self._malformed = "101 Switching Protocols to a request that asked for no upgrade"
+                raise _Stop
+            if status != 101 and informational_has_body(self._headers):
+                self._malformed = f"{status} response with a body"
+                raise _Stop
+        version = parser.get_http_version()
+        keep_alive = parser.should_keep_alive()
+        if version == "1.0" and keep_alive and _has_transfer_encoding(self._headers):
+            keep_alive = False  # faulty framing: close after this response (RFC 9112 6.1)
+        exchange.on_response_head(status, self._reason, self._headers, keep_alive, version)
         if exchange.is_head and status >= 200 and self.exchange is exchange:
-            self._reset_parser = True
-            exchange.on_response_complete([])
+            self._head_only = True
+            self._complete = []
 
     def on_body(self, body: bytes) -> None:
+        if self._head_only:
+            self._leftover = True  # a body on a response to HEAD
+            raise _Stop
         if self.exchange is not None:
             self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
-        exchange = self.exchange
-        if exchange is None or self._reset_parser:
-            return
-        if self.parser.get_status_code() < 200:
+        if self._head_only:
+            if _has_transfer_encoding(self._headers):
+                self._leftover = True  # a last chunk after a response to HEAD
+                raise _Stop
+            return  # Content-Length: 0, no byte read
+        if self.exchange is None or self.parser.get_status_code() < 200:
             return  # informational: the final response follows; 101: the upgrade exception follows
-        exchange.on_response_complete(self._trailers)
+        self._complete = self._trailers
 
     # used by the exchange -----------------------------------------------------------------------
     def write(self, data: bytes) -> None:
@@ -188,11 +252,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.pool.forget(self)
 
 
+def _has_transfer_encoding(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() == b"transfer-encoding" for name, _ in headers)
+
+
 class Pool:
     """Idle keep-alive connections per endpoint, LIFO (the warmest first), bounded in count and age."""
 
-    def __init__(self, settings: ProxySettings, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, settings: ProxySettings, resolver: Resolver | None = None, stats: ListenerStats | None = None
+    ) -> None:
         self.settings = settings
+        self.stats = stats  # where broken connections are counted
         self.resolver = resolver or Resolver(settings.dns_ttl, settings.connect_timeout)
         self._idle: dict[Endpoint, deque[UpstreamConnection]] = {}
         self.connects = 0
@@ -231,7 +302,7 @@ class Pool:
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
-        if conn.closed or conn.transport is None or conn.transport.is_closing():
+        if conn.closed or conn.broken or conn.transport is None or conn.transport.is_closing():
             conn.close()
             return
         conn.exchange = None

@@ -56,3 +56,11 @@ Requests/sec:  24690.13
 """
     r = parse_wrk(out)
     assert (r.rps, r.p50_ms, r.p99_ms, r.requests, r.errors) == (24690.13, 0.417, 1200.0, 123456, 6)
+
+
+def test_opcode_count_is_the_same_on_every_run() -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.opcodes import per_request
+
+    first = per_request()
+    assert first > 100 and per_request() == first
