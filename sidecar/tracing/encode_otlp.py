@@ -44,9 +44,17 @@ REPLACED_TAGS = frozenset(
 )
 # Tags whose values repeat from span to span: their whole KeyValue is cached.
 _CONSTANT_KEYS = frozenset(
-    {"node_id", "component", "upstream_cluster", "downstream_cluster", "response_flags", "upstream_address"}
+    {
+        "node_id",
+        "component",
+        "upstream_cluster",
+        "downstream_cluster",
+        "response_flags",
+        "upstream_address",
+        "grpc.authority",
+        "grpc.content_type",
+    }
 )
-_PROTOCOL_VERSION = {"HTTP/1.0": "1.0", "HTTP/1.1": "1.1", "HTTP/2": "2"}
 
 
 def _varint(value: int) -> bytes:
@@ -75,19 +83,36 @@ def _int_kv(key: str, value: int) -> bytes:
     return _field(9, _field(1, key.encode()) + _field(2, b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)))
 
 
-@functools.lru_cache(maxsize=8192)
+# Whole encoded attributes of values that repeat from span to span, and each key's start up to its
+# value (`0a len key 12`). Plain dicts, cleared when they grow large: a user agent could take many values.
+_constant: dict[tuple[str, str], bytes] = {}
+_key_start: dict[str, bytes] = {}
+_CACHE_LIMIT = 4096
+
+
 def _constant_kv(key: str, value: str) -> bytes:
-    return _string_kv(key, value)
+    encoded = _constant.get((key, value))
+    if encoded is None:
+        if len(_constant) >= _CACHE_LIMIT:
+            _constant.clear()
+        encoded = _constant[key, value] = _string_kv(key, value)
+    return encoded
 
 
-@functools.lru_cache(maxsize=4096)
-def _key_prefix(key: str) -> bytes:
-    """KeyValue's key field, cached: tag names repeat."""
-    return _field(1, key.encode())
-
-
-def _kv(key: str, value: str) -> bytes:
-    return _field(9, _key_prefix(key) + _field(2, _field(1, value.encode())))
+def _put(parts: list[bytes], key: str, value: str) -> None:
+    """Append a string attribute to `parts` as pieces (no copy of a whole KeyValue)."""
+    v = value.encode()
+    n = len(v)
+    start = _key_start.get(key)
+    if start is None:
+        if len(_key_start) >= _CACHE_LIMIT:
+            _key_start.clear()
+        start = _key_start[key] = _field(1, key.encode()) + b"\x12"
+    size = len(start) + n + 3  # start, AnyValue length, AnyValue's string tag and length, value
+    if n < 126 and size < 128:  # every length is one byte
+        parts += (b"\x4a", _SMALL[size], start, _SMALL[n + 2], b"\x0a", _SMALL[n], v)
+    else:
+        parts.append(_string_kv(key, value))
 
 
 def split_host_port(address: str) -> tuple[str, int | None]:
@@ -113,54 +138,65 @@ def _address_attrs(address: str, host_key: str, port_key: str) -> bytes:
 
 
 @functools.lru_cache(maxsize=1024)
-def _url_attrs(url: str) -> tuple[bytes, str]:
-    """Envoy's `http.url` (`scheme://authority/path`): the scheme and server attributes, and the path."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return b"", url
-    slash = rest.find("/")
-    authority, path = (rest, "") if slash < 0 else (rest[:slash], rest[slash:])
+def _origin_attrs(origin: str) -> bytes:
+    """`scheme://authority` to url.scheme, server.address and server.port."""
+    scheme, _, authority = origin.partition("://")
     out = _string_kv("url.scheme", scheme)
     if authority:
         out += _address_attrs(authority, "server.address", "server.port")
-    return out, path
+    return out
 
 
 @functools.lru_cache(maxsize=1024)
 def _rpc_attrs(grpc_path: str) -> bytes:
     """`/package.Service/Method` to rpc.system, rpc.service and rpc.method."""
-    out = _constant_kv("rpc.system", "grpc")
+    out = _string_kv("rpc.system", "grpc")
     service, sep, method = grpc_path.lstrip("/").rpartition("/")
     if sep:
         out += _string_kv("rpc.service", service) + _string_kv("rpc.method", method)
     return out
 
 
-def _attributes(tags: dict[str, str]) -> list[bytes]:
-    parts: list[bytes] = []
+_PROTOCOL_VERSION = {
+    protocol: _string_kv("network.protocol.version", version)
+    for protocol, version in (("HTTP/1.0", "1.0"), ("HTTP/1.1", "1.1"), ("HTTP/2", "2"))
+}
+_STATUS_CODES = {code: _int_kv("http.response.status_code", code) for code in range(100, 600)}
+
+
+def _attributes(parts: list[bytes], tags: dict[str, str]) -> None:
     url = tags.get("http.url")
     if url is not None:
-        attrs, path = _url_attrs(url)
-        parts.append(attrs)
+        # Envoy's `scheme://authority/path`: the origin's attributes are cached, the path is not.
+        sep = url.find("://")
+        slash = url.find("/", sep + 3) if sep >= 0 else 0
+        if slash < 0:
+            slash = len(url)
+        if slash:
+            parts.append(_origin_attrs(url[:slash]))
+        path = url[slash:]
         query = path.find("?")
-        parts.append(_kv("url.path", path if query < 0 else path[:query]))
-        if query >= 0:
-            parts.append(_kv("url.query", path[query + 1 :]))
+        if query < 0:
+            _put(parts, "url.path", path)
+        else:
+            _put(parts, "url.path", path[:query])
+            _put(parts, "url.query", path[query + 1 :])
     method = tags.get("http.method")
     if method is not None:
         parts.append(_constant_kv("http.request.method", method))
     status = tags.get("http.status_code")
     if status is not None and status.isdigit() and status != "0":
-        parts.append(_int_kv("http.response.status_code", int(status)))
+        code = int(status)
+        parts.append(_STATUS_CODES.get(code) or _int_kv("http.response.status_code", code))
     version = _PROTOCOL_VERSION.get(tags.get("http.protocol", ""))
     if version is not None:
-        parts.append(_constant_kv("network.protocol.version", version))
+        parts.append(version)
     peer = tags.get("peer.address")
     if peer:
         parts.append(_address_attrs(peer, "network.peer.address", "network.peer.port"))
     agent = tags.get("user_agent")
     if agent and agent != "-":
-        parts.append(_kv("user_agent.original", agent))
+        parts.append(_constant_kv("user_agent.original", agent))
     grpc_path = tags.get("grpc.path")
     if grpc_path is not None:
         parts.append(_rpc_attrs(grpc_path))
@@ -170,8 +206,10 @@ def _attributes(tags: dict[str, str]) -> list[bytes]:
     for key, value in tags.items():
         if key in REPLACED_TAGS:
             continue
-        parts.append(_constant_kv(key, value) if key in _CONSTANT_KEYS else _kv(key, value))
-    return parts
+        if key in _CONSTANT_KEYS:
+            parts.append(_constant_kv(key, value))
+        else:
+            _put(parts, key, value)
 
 
 def _id_bytes(hex_id: str, size: int) -> bytes:
@@ -196,7 +234,7 @@ def encode_span_message(span: Span) -> bytes:
         b"\x41",
         _FIXED64.pack(start + span.duration_us * 1000),
     )
-    parts += _attributes(tags)
+    _attributes(parts, tags)
     if "error" in tags or tags.get("response_flags", "-") not in ("-", ""):
         parts.append(_STATUS_ERROR)  # 5xx, failed gRPC calls, and local replies (Envoy's flags)
     return b"".join(parts)
