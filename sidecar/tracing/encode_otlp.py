@@ -266,10 +266,10 @@ def decode_partial_success(body: bytes) -> tuple[int, str]:
     """From an `ExportTraceServiceResponse`: (rejected_spans, error_message); (0, "") when absent or
     unreadable (a response that cannot be read is a success without details, as the spec says)."""
     try:
-        for number, wire, value in _fields(body):
+        for number, wire, value in read_fields(body):
             if number == 1 and wire == 2 and isinstance(value, bytes):
                 rejected, message = 0, ""
-                for inner, inner_wire, inner_value in _fields(value):
+                for inner, inner_wire, inner_value in read_fields(value):
                     if inner == 1 and inner_wire == 0 and isinstance(inner_value, int):
                         rejected = inner_value
                     elif inner == 2 and inner_wire == 2 and isinstance(inner_value, bytes):
@@ -293,7 +293,7 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
+def read_fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
     """Top-level (field, wire type, value) of a message; ValueError when it is not protobuf."""
     out: list[tuple[int, int, int | bytes]] = []
     pos = 0
