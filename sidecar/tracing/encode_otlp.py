@@ -42,19 +42,6 @@ REPLACED_TAGS = frozenset(
         "grpc.status_code",
     }
 )
-# Tags whose values repeat from span to span: their whole KeyValue is cached.
-_CONSTANT_KEYS = frozenset(
-    {
-        "node_id",
-        "component",
-        "upstream_cluster",
-        "downstream_cluster",
-        "response_flags",
-        "upstream_address",
-        "grpc.authority",
-        "grpc.content_type",
-    }
-)
 
 
 def _varint(value: int) -> bytes:
@@ -83,20 +70,9 @@ def _int_kv(key: str, value: int) -> bytes:
     return _field(9, _field(1, key.encode()) + _field(2, b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)))
 
 
-# Whole encoded attributes of values that repeat from span to span, and each key's start up to its
-# value (`0a len key 12`). Plain dicts, cleared when they grow large: a user agent could take many values.
-_constant: dict[tuple[str, str], bytes] = {}
+# Each key's start up to its value (`0a len key 12`), cleared when it grows large.
 _key_start: dict[str, bytes] = {}
 _CACHE_LIMIT = 4096
-
-
-def _constant_kv(key: str, value: str) -> bytes:
-    encoded = _constant.get((key, value))
-    if encoded is None:
-        if len(_constant) >= _CACHE_LIMIT:
-            _constant.clear()
-        encoded = _constant[key, value] = _string_kv(key, value)
-    return encoded
 
 
 def _put(parts: list[bytes], key: str, value: str) -> None:
@@ -164,66 +140,80 @@ _PROTOCOL_VERSION = {
 _STATUS_CODES = {code: _int_kv("http.response.status_code", code) for code in range(100, 600)}
 
 
+def _translate(key: str, value: str) -> bytes:
+    """The encoded attributes of one tag (b"" for none): its semantic-convention form where it has one."""
+    if key == "http.method":
+        return _string_kv("http.request.method", value)
+    if key == "http.status_code":
+        if not value.isdigit() or value == "0":  # 0: no response
+            return b""
+        return _STATUS_CODES.get(int(value)) or _int_kv("http.response.status_code", int(value))
+    if key == "http.protocol":
+        return _PROTOCOL_VERSION.get(value, b"")
+    if key == "peer.address":
+        return _address_attrs(value, "network.peer.address", "network.peer.port") if value else b""
+    if key == "user_agent":
+        return b"" if value in ("", "-") else _string_kv("user_agent.original", value)
+    if key == "grpc.path":
+        return _rpc_attrs(value)
+    if key == "grpc.status_code":
+        return _int_kv("rpc.grpc.status_code", int(value)) if value.isdigit() else b""
+    if key in REPLACED_TAGS:  # the span status says `error`
+        return b""
+    return _string_kv(key, value)
+
+
+def _url(parts: list[bytes], url: str) -> None:
+    """Envoy's `scheme://authority/path`: the origin's attributes are cached, the path is not."""
+    sep = url.find("://")
+    slash = url.find("/", sep + 3) if sep >= 0 else 0
+    if slash < 0:
+        slash = len(url)
+    if slash:
+        parts.append(_origin_attrs(url[:slash]))
+    path = url[slash:]
+    query = path.find("?")
+    if query < 0:
+        _put(parts, "url.path", path)
+    else:
+        _put(parts, "url.path", path[:query])
+        _put(parts, "url.query", path[query + 1 :])
+
+
+# Every tag's encoded attributes by (name, value): most repeat from span to span (method, protocol,
+# cluster, node, status, sizes, the peer of a keep-alive connection), so one dict lookup per tag does.
+# The two that never repeat are encoded each time. Cleared when it grows large.
+_by_item: dict[tuple[str, str], bytes] = {}
+_PER_REQUEST = frozenset({"guid:x-request-id", "http.url"})
+
+
 def _attributes(parts: list[bytes], tags: dict[str, str]) -> None:
-    url = tags.get("http.url")
-    if url is not None:
-        # Envoy's `scheme://authority/path`: the origin's attributes are cached, the path is not.
-        sep = url.find("://")
-        slash = url.find("/", sep + 3) if sep >= 0 else 0
-        if slash < 0:
-            slash = len(url)
-        if slash:
-            parts.append(_origin_attrs(url[:slash]))
-        path = url[slash:]
-        query = path.find("?")
-        if query < 0:
-            _put(parts, "url.path", path)
-        else:
-            _put(parts, "url.path", path[:query])
-            _put(parts, "url.query", path[query + 1 :])
-    method = tags.get("http.method")
-    if method is not None:
-        parts.append(_constant_kv("http.request.method", method))
-    status = tags.get("http.status_code")
-    if status is not None and status.isdigit() and status != "0":
-        code = int(status)
-        parts.append(_STATUS_CODES.get(code) or _int_kv("http.response.status_code", code))
-    version = _PROTOCOL_VERSION.get(tags.get("http.protocol", ""))
-    if version is not None:
-        parts.append(version)
-    peer = tags.get("peer.address")
-    if peer:
-        parts.append(_address_attrs(peer, "network.peer.address", "network.peer.port"))
-    agent = tags.get("user_agent")
-    if agent and agent != "-":
-        parts.append(_constant_kv("user_agent.original", agent))
-    grpc_path = tags.get("grpc.path")
-    if grpc_path is not None:
-        parts.append(_rpc_attrs(grpc_path))
-        grpc_status = tags.get("grpc.status_code")
-        if grpc_status is not None and grpc_status.isdigit():
-            parts.append(_int_kv("rpc.grpc.status_code", int(grpc_status)))
-    for key, value in tags.items():
-        if key in REPLACED_TAGS:
-            continue
-        if key in _CONSTANT_KEYS:
-            parts.append(_constant_kv(key, value))
-        else:
-            _put(parts, key, value)
-
-
-def _id_bytes(hex_id: str, size: int) -> bytes:
-    """A lower-hex id left-padded to `size` bytes (a 64-bit B3 trace id becomes 16 bytes)."""
-    return bytes.fromhex(hex_id.rjust(size * 2, "0"))
+    get = _by_item.get
+    for item in tags.items():
+        encoded = get(item)
+        if encoded is None:
+            key, value = item
+            if key in _PER_REQUEST:
+                if key == "http.url":
+                    _url(parts, value)
+                else:
+                    _put(parts, key, value)
+                continue
+            if len(_by_item) >= _CACHE_LIMIT:
+                _by_item.clear()
+            encoded = _by_item[item] = _translate(key, value)
+        parts.append(encoded)
 
 
 def encode_span_message(span: Span) -> bytes:
     """The `opentelemetry.proto.trace.v1.Span` message of one closed span."""
     start = span.timestamp_us * 1000
     tags = span.tags
-    parts = [b"\x0a\x10", _id_bytes(span.trace_id, 16), b"\x12\x08", _id_bytes(span.span_id, 8)]
+    fromhex = bytes.fromhex
+    # A 64-bit B3 trace id is left-padded to 16 bytes; span ids are always 16 hex digits.
+    parts = [b"\x0a\x10", fromhex(span.trace_id.rjust(32, "0")), b"\x12\x08", fromhex(span.span_id)]
     if span.parent_id is not None:
-        parts += (b"\x22\x08", _id_bytes(span.parent_id, 8))
+        parts += (b"\x22\x08", fromhex(span.parent_id))
     if span.name:
         parts.append(_field(5, span.name.encode()))
     parts += (
