@@ -156,6 +156,8 @@ class _Connection(asyncio.Protocol):
             call = self.calls.pop(event.stream_id, None)
             if call is not None and not call.done.done():
                 call.done.set_result(None)
+            if not self.usable and not self.calls:  # after a GOAWAY, the last call closes the connection
+                self.close()
         elif isinstance(event, h2.events.StreamReset):
             call = self.calls.pop(event.stream_id, None)
             if call is not None and not call.done.done():

@@ -396,3 +396,66 @@ async def test_grpc_endpoint_must_be_host_port() -> None:
         otlp_transport("http://collector:4317", "grpc", 1.0)
     with pytest.raises(ValueError, match="URL"):
         otlp_transport("collector:4318", "http", 1.0)
+
+
+class _H2Collector(asyncio.Protocol):
+    """A bare h2 gRPC server: the first connection answers each request with GOAWAY(last_stream_id=0),
+    i.e. "not processed"; later connections record the call and answer grpc-status 0."""
+
+    connections = 0
+    calls: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        import h2.config
+        import h2.connection
+
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        type(self).connections += 1
+        self.refuse = type(self).connections == 1
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=False, header_encoding=None)
+        )
+        self.h2.initiate_connection()
+        self.bodies: dict[int, bytearray] = {}
+        transport.write(self.h2.data_to_send())
+
+    def data_received(self, data: bytes) -> None:
+        import h2.events
+
+        for event in self.h2.receive_data(data):
+            if isinstance(event, h2.events.RequestReceived) and self.refuse:
+                self.h2.close_connection(last_stream_id=0)
+                self.transport.write(self.h2.data_to_send())
+                self.transport.close()
+                return
+            if isinstance(event, h2.events.DataReceived):
+                self.bodies.setdefault(event.stream_id, bytearray()).extend(event.data)
+                self.h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            elif isinstance(event, h2.events.StreamEnded):
+                type(self).calls.append(bytes(self.bodies.pop(event.stream_id, b"")))
+                self.h2.send_headers(
+                    event.stream_id, [(b":status", b"200"), (b"content-type", b"application/grpc")]
+                )
+                self.h2.send_data(event.stream_id, b"\0\0\0\0\0")
+                self.h2.send_headers(event.stream_id, [(b"grpc-status", b"0")], end_stream=True)
+        self.transport.write(self.h2.data_to_send())
+
+
+async def test_grpc_goaway_before_processing_is_sent_again_on_a_new_connection() -> None:
+    _H2Collector.connections, _H2Collector.calls = 0, []
+    server = await asyncio.get_running_loop().create_server(_H2Collector, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reporter = grpc_reporter(f"127.0.0.1:{port}")
+        await reporter.start()
+        for i in range(3):
+            reporter.submit(otlp_span(i))
+        await wait_for(lambda: reporter.stats.spans_sent == 3)
+        await reporter.aclose()
+    finally:
+        server.close()
+    assert _H2Collector.connections == 2
+    assert len(_H2Collector.calls) == 1  # once, on the second connection
+    assert "GOAWAY" in reporter.stats.last_error
+    assert reporter.stats.reports_retried == 1
