@@ -165,6 +165,7 @@ class WorkersView:
                     reporter = ReporterStats()
                 sum_into(reporter, one)
                 reporter.last_error = one.last_error or reporter.last_error
+                reporter.protocol = one.protocol  # the same in every worker: one configuration
             sum_into(counters, RuntimeCounters(**report.get("counters", {})))
             if report.get("loop_lag"):
                 one_lag = LagStats(**report["loop_lag"])
