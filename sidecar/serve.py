@@ -46,11 +46,21 @@ def summary_line(summary: DrainSummary, grace: float) -> str:
     return f"stopped: {drained}{flushed}{logged}"
 
 
+_WIRE = {"otlp_http": " (OTLP/HTTP)", "otlp_grpc": " (OTLP/gRPC)"}  # Zipkin: the URL says it
+
+
 def _ready_line(runtime: Runtime) -> str:
     snap = runtime.snapshot
     assert snap is not None
     listeners = ", ".join(f"{k[0]} {join_host_port(k[1], k[2])}" for k in runtime.listeners)
-    trace = f"traffic trace {snap.traffic_trace} -> {snap.backend.url}" if snap.backend else "no tracing"
+    reporter = runtime.reporter
+    target = reporter.url if reporter is not None else snap.backend.url if snap.backend else ""
+    wire = (
+        {"otlp_http": " (OTLP/HTTP)", "otlp_grpc": " (OTLP/gRPC)"}.get(reporter.stats.protocol, "")
+        if reporter
+        else ""
+    )
+    trace = f"traffic trace {snap.traffic_trace} -> {target}{wire}" if snap.backend else "no tracing"
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
     return f"sidecar {__version__} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"

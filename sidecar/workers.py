@@ -91,7 +91,10 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
         f"{i.direction} {join_host_port(i.host, i.port)}" for i in view.stats().listeners if i.current
     )
     backend = snap.get("backend")
-    trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
+    target = backend.get("url") or backend.get("endpoint", "") if backend else ""
+    if backend and backend.get("type") == "zipkin" and view.options.otlp_endpoint:
+        target = f"{view.options.otlp_endpoint} (OTLP)"
+    trace = f"traffic trace {snap.get('trafficTrace')} -> {target}" if backend else "no tracing"
     return (
         f"sidecar {__version__} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"

@@ -201,16 +201,23 @@ async def test_otlp_endpoint_overrides_a_zipkin_url(
     assert span.parent_span_id.hex() == "a2fb4a1d1a96d312"  # not shared, though the Zipkin backend says so
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
 async def test_sigterm_drains_buffered_spans_once(
-    tmp_path: Path, app_port: int, aiohttp_server: ServerFactory
+    tmp_path: Path, app_port: int, aiohttp_server: ServerFactory, protocol: str
 ) -> None:
     """30 requests stay buffered (batches of 200, flush every 60 s) until SIGTERM sends them, once."""
-    receiver = OtlpHttpReceiver()
-    server = await aiohttp_server(receiver.app())
+    receiver: OtlpGrpcReceiver | OtlpHttpReceiver
+    if protocol == "http":
+        receiver = OtlpHttpReceiver()
+        server = await aiohttp_server(receiver.app())
+        endpoint = f"http://127.0.0.1:{server.port}/v1/traces"
+    else:
+        receiver = OtlpGrpcReceiver()
+        endpoint = f"127.0.0.1:{await receiver.start()}"
     port = free_port()
     config = tmp_path / "all.yaml"
     write_config(config, port, app_port, "http://127.0.0.1:9/api/v2/spans")
-    env = {**os.environ, "SIDECAR_OTLP_ENDPOINT": f"http://127.0.0.1:{server.port}/v1/traces"}
+    env = {**os.environ, "SIDECAR_OTLP_ENDPOINT": endpoint}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "web-01",
         "--admin-address", f"127.0.0.1:{free_port()}", "--flush-interval", "60", "--drain-grace", "1",
@@ -235,6 +242,10 @@ async def test_sigterm_drains_buffered_spans_once(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        if isinstance(receiver, OtlpGrpcReceiver):
+            await receiver.stop()
     ids = [s.span_id for s in server_spans(receiver)]
     assert len(ids) == 30 == len(set(ids)), output
     assert receiver.arrived == 1
+    wire = "OTLP/HTTP" if protocol == "http" else "OTLP/gRPC"
+    assert f"traffic trace all -> {endpoint} ({wire})" in output  # the ready line names the real target

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import Mapping
+from typing import cast
 
 import h2.config
 import h2.connection
@@ -120,8 +121,7 @@ class _Connection(asyncio.Protocol):
         self.usable = True  # False once the peer sent GOAWAY or the connection ended
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
         self.h2.initiate_connection()
         self.flush()
 
