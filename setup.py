@@ -33,6 +33,7 @@ COMPILED = [
     "sidecar/tracing/custom_tags.py",
     "sidecar/tracing/decide.py",
     "sidecar/tracing/encode_json.py",
+    "sidecar/tracing/encode_otlp.py",
     "sidecar/tracing/grpc.py",
     "sidecar/tracing/ids.py",
     "sidecar/tracing/request_id.py",

@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sidecar.tracing.decide import Tracer, TracerSettings
-from sidecar.tracing.encoding import PROTO
+from sidecar.tracing.encoding import PROTO, otlp_encoding
 
 HEADERS = {
     b"x-b3-traceid": b"463ac35c9f6413ad",
@@ -56,6 +56,10 @@ def main() -> None:
         ("sampled, start only", run(TracerSettings(), n, encode=False)),
         ("sampled, start + finish, JSON", run(TracerSettings(), n)),
         ("sampled, start + finish, proto3", run(TracerSettings(encoding=PROTO), n)),
+        (
+            "sampled, start + finish, OTLP",
+            run(TracerSettings(encoding=otlp_encoding("web"), shared_span_context=False), n),
+        ),
         ("unsampled (0 %)", run(TracerSettings(sampling=0.0), n)),
     ]
     print(f"{'case':<36} {'us/request':>10} {'spans/s/core':>13}")

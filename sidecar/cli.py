@@ -73,6 +73,19 @@ def _text(text: str) -> str:
     return text
 
 
+def _otlp_endpoint(text: str) -> str:
+    """`host:port` (OTLP/gRPC) or an http(s) URL (OTLP/HTTP, `/v1/traces` when it has no path)."""
+    value = text.strip()
+    if value.startswith(("http://", "https://")):
+        if not value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(f"{text!r}: the URL has no host")
+        return value
+    if "://" in value:
+        raise ValueError(f"{text!r}: host:port for OTLP/gRPC, or an http(s) URL for OTLP/HTTP")
+    split_host_port(value)  # raises ValueError with the reason
+    return value
+
+
 def _codec(text: str) -> str:
     choice = text.strip().lower()
     if choice not in ("auto", "nghttp2", "h2"):
@@ -111,6 +124,7 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "buffer_capacity": (_number(int, 1), None),
     "report_timeout": (_positive, None),
     "retry_budget": (_number(float, 0), None),
+    "otlp_endpoint": (_otlp_endpoint, None),
 }
 # Reporter flags and the ReporterSettings field each one sets.
 REPORTER_FIELDS = {
@@ -210,6 +224,12 @@ def _parser() -> argparse.ArgumentParser:
     add(rep, "buffer_capacity", "SPANS", "spans kept while the collector is away (20000)")
     add(rep, "report_timeout", "SECONDS", "for one POST (5)")
     add(rep, "retry_budget", "SECONDS", "one batch's time for retries (30)")
+    add(
+        rep,
+        "otlp_endpoint",
+        "HOST:PORT|URL",
+        "send a Zipkin backend's spans as OTLP instead: host:port is gRPC, an http(s) URL is HTTP",
+    )
 
     d = sub.add_parser("demo", help="run the local demo topology and print the traces")
     d.add_argument(
@@ -430,6 +450,7 @@ def _run(args: argparse.Namespace) -> int:
         workers=values["workers"],
         log_level=values["log_level"],
         lag_probe_interval=values["lag_probe_interval"],
+        otlp_endpoint=values["otlp_endpoint"],
     )
     setup_logging(options.log_level)
     for warning in unknown_variables(os.environ):

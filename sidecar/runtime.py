@@ -32,10 +32,10 @@ from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
 from sidecar.proxy.access_log import AccessLog
 from sidecar.proxy.h2_base import codec_name
-from sidecar.reporting import Reporter, ReporterSettings
+from sidecar.reporting import Reporter, ReporterSettings, otlp_transport
 from sidecar.tracing.custom_tags import TagRule
 from sidecar.tracing.decide import Tracer, TracerSettings
-from sidecar.tracing.encoding import encoding_for
+from sidecar.tracing.encoding import Encoding, encoding_for, otlp_encoding
 
 log = logging.getLogger("sidecar")
 
@@ -72,6 +72,7 @@ class RunOptions:
     workers: int = 1
     log_level: str = "info"
     lag_probe_interval: float = 0.1  # seconds between event-loop lag probes (the benchmark uses 0.001)
+    otlp_endpoint: str | None = None  # replaces a Zipkin backend's URL: host:port = OTLP/gRPC, URL = HTTP
 
 
 def build_info(snapshot: Mapping[str, Any], workers: int) -> dict[str, str]:
@@ -99,18 +100,51 @@ def command_line_options(options: RunOptions) -> dict[str, Any]:
         "proxy": dataclasses.asdict(options.proxy),
         "http2_codec_in_use": codec_name(options.proxy),
         "reporter": dataclasses.asdict(options.reporter),
+        "otlp_endpoint": options.otlp_endpoint,
     }
 
 
-def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
+@dataclass(frozen=True, slots=True)
+class Export:
+    """Where and how the spans of a snapshot go: a Zipkin URL, or an OTLP endpoint and its protocol."""
+
+    target: str
+    protocol: str  # "zipkin", "http" (OTLP/HTTP) or "grpc" (OTLP/gRPC)
+    encoding: Encoding
+
+    @property
+    def otlp(self) -> bool:
+        return self.protocol != "zipkin"
+
+
+def export_for(snapshot: Snapshot, otlp_endpoint: str | None = None) -> Export | None:
+    """An OpenTelemetry backend exports OTLP to its endpoint; a Zipkin one posts Zipkin v2 to its URL,
+    unless `otlp_endpoint` (--otlp-endpoint) replaces it. An OTLP endpoint that is an http(s) URL is
+    OTLP/HTTP, `host:port` is OTLP/gRPC (a backend's own `protocol` says it when set)."""
     b = snapshot.backend
     if b is None:
         return None
+    if b.type == "openTelemetry":
+        endpoint, protocol = b.endpoint, b.protocol
+    elif otlp_endpoint:
+        endpoint, protocol = otlp_endpoint, ""
+    else:
+        return Export(b.url, "zipkin", encoding_for(b.api_version))
+    protocol = protocol or ("http" if endpoint.startswith(("http://", "https://")) else "grpc")
+    return Export(endpoint, protocol, otlp_encoding(snapshot.service_name))
+
+
+def _tracer_settings(snapshot: Snapshot, export: Export | None) -> TracerSettings | None:
+    b = snapshot.backend
+    if b is None or export is None:
+        return None
     return TracerSettings(
         sampling=b.sampling,
-        trace_id_128bit=b.trace_id_128bit,
-        shared_span_context=b.shared_span_context,
-        encoding=encoding_for(b.api_version),
+        # OTLP: 128-bit trace ids for new traces from an OpenTelemetry backend (W3C's size), and no
+        # shared span context (OTLP has none: the inbound SERVER span is a child with its own id).
+        trace_id_128bit=b.trace_id_128bit or b.type == "openTelemetry",
+        shared_span_context=b.shared_span_context and not export.otlp,
+        encoding=export.encoding,
         client_sampling=b.client_sampling,
         random_sampling=b.random_sampling,
         tags=tuple(
@@ -276,23 +310,27 @@ class Runtime:
             self.access_log.flush()
 
     async def _switch_reporter(self, snapshot: Snapshot) -> Reporter | None:
-        backend = snapshot.backend
+        export = export_for(snapshot, self.options.otlp_endpoint)
+        if export is None or snapshot.backend is None:
+            return None
+        settings = self.options.reporter
+        transport = None
+        if export.otlp:
+            try:
+                transport = otlp_transport(export.target, export.protocol, settings.request_timeout)
+            except ValueError as exc:
+                raise StartupError([f"tracing backend {snapshot.backend.name}: {exc}"]) from None
+        target = transport.target if transport is not None else export.target
+        protocol = transport.protocol if transport is not None else "zipkin"
         current = self.reporter
-        if backend is None:
-            return None
-        if backend.type != "zipkin":  # openTelemetry: never to the Zipkin reporter
-            log.warning(
-                "tracing backend %s: OTLP export (%s %s) is not available in this build; spans are not "
-                "reported (trace headers are still propagated)",
-                backend.name,
-                backend.protocol,
-                backend.endpoint,
-            )
-            return None
-        encoding = encoding_for(backend.api_version)
-        if current is not None and current.url == backend.url and current.encoding == encoding:
+        if (
+            current is not None
+            and current.url == target
+            and current.encoding == export.encoding
+            and current.stats.protocol == protocol
+        ):
             return current
-        reporter = Reporter(backend.url, encoding, self.options.reporter)
+        reporter = Reporter(export.target, export.encoding, settings, transport=transport)
         await reporter.start()
         return reporter
 
@@ -301,7 +339,9 @@ class Runtime:
     ) -> dict[ListenerKey, tuple[Route, str, str]]:
         """Each listener's route, its protocol, and the Dataplane field that sets its address."""
         tracer = Tracer(
-            _tracer_settings(snapshot), service_name=snapshot.service_name, node_id=snapshot.node_id
+            _tracer_settings(snapshot, export_for(snapshot, self.options.otlp_endpoint)),
+            service_name=snapshot.service_name,
+            node_id=snapshot.node_id,
         )
         sink: Callable[[bytes], None] | None = reporter.submit if reporter is not None else None
         routes: dict[ListenerKey, tuple[Route, str, str]] = {}
@@ -479,10 +519,12 @@ class DrainSummary:
 
 __all__ = [
     "DrainSummary",
+    "Export",
     "RunOptions",
     "Runtime",
     "RuntimeCounters",
     "StartupError",
     "build_info",
     "command_line_options",
+    "export_for",
 ]

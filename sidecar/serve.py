@@ -54,11 +54,22 @@ def summary_line(summary: DrainSummary, grace: float) -> str:
     return f"stopped: {drained}{flushed}{logged}"
 
 
+_WIRE = {"otlp_http": " (OTLP/HTTP)", "otlp_grpc": " (OTLP/gRPC)"}  # Zipkin: the URL says it
+
+
 def _ready_line(runtime: Runtime) -> str:
     snap = runtime.snapshot
     assert snap is not None
     listeners = ", ".join(f"{k[0]} {join_host_port(k[1], k[2])}" for k in runtime.listeners)
-    trace = tracing_line(snap.to_json())
+    reporter = runtime.reporter
+    # The reporter's own target: --otlp-endpoint may have replaced the backend's URL.
+    target = reporter.url if reporter is not None else None
+    wire = (
+        {"otlp_http": " (OTLP/HTTP)", "otlp_grpc": " (OTLP/gRPC)"}.get(reporter.stats.protocol, "")
+        if reporter
+        else ""
+    )
+    trace = tracing_line(snap.to_json(), target, wire)
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
     return f"{version_line()} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"

@@ -91,7 +91,11 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
     listeners = ", ".join(
         f"{i.direction} {join_host_port(i.host, i.port)}" for i in view.stats().listeners if i.current
     )
-    trace = tracing_line(snap)
+    backend = snap.get("backend")
+    target = None
+    if backend and backend.get("type") == "zipkin" and view.options.otlp_endpoint:
+        target = f"{view.options.otlp_endpoint} (OTLP)"
+    trace = tracing_line(snap, target)
     return (
         f"{version_line()} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"
@@ -165,6 +169,7 @@ class WorkersView:
                     reporter = ReporterStats()
                 sum_into(reporter, one)
                 reporter.last_error = one.last_error or reporter.last_error
+                reporter.protocol = one.protocol  # the same in every worker: one configuration
             sum_into(counters, RuntimeCounters(**report.get("counters", {})))
             if report.get("loop_lag"):
                 one_lag = LagStats(**report["loop_lag"])

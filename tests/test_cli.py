@@ -191,6 +191,7 @@ def test_unknown_variables_get_a_hint() -> None:
 
 
 BAD_VALUES = {
+    "otlp_endpoint": "ftp://collector:4317",
     "admin_address": "9901",
     "workers": "0",
     "drain_grace": "-1",

@@ -91,9 +91,10 @@ async def test_meshtrace_reload(tmp_path: Path, caplog: pytest.LogCaptureFixture
         )
         with caplog.at_level(logging.WARNING, logger="sidecar"):
             assert await runtime.reload()
-        assert runtime.reporter is None  # never the Zipkin reporter
-        [line] = [r.message for r in caplog.records if "OTLP" in r.message]
-        assert "OTLP export (grpc 127.0.0.1:4317) is not available in this build" in line
+        # An OpenTelemetry backend gets the OTLP reporter, never the Zipkin one.
+        reporter = runtime.reporter
+        assert reporter is not None and reporter.stats.protocol == "otlp_grpc"
+        assert "127.0.0.1:4317" in reporter.url
         assert runtime.config_dump()["backend"]["type"] == "openTelemetry"
 
         write(config, port, app_port, meshtrace([]))

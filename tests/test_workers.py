@@ -104,3 +104,12 @@ async def test_mutations_are_told_to_every_worker() -> None:
     finally:
         logging.getLogger().setLevel(before[0])
         logging.getLogger("sidecar").setLevel(before[1])
+
+
+def test_the_reporters_protocol_survives_the_sum() -> None:
+    view, _ = view_with_pipes()
+    view.reports = {0: report(LIVE, 2), 1: report(LIVE, 3)}
+    for r in view.reports.values():
+        r["reporter"]["protocol"] = "otlp_grpc"
+    stats = view.stats()
+    assert stats.reporter is not None and stats.reporter.protocol == "otlp_grpc"

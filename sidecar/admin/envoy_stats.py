@@ -94,6 +94,11 @@ def _tracer(snapshot: StatsSnapshot) -> Iterator[Stat]:
     r = snapshot.reporter
     if r is None:  # Envoy has no zipkin tracer stats without a tracer either
         return
+    if r.protocol != "zipkin":
+        # Envoy's OpenTelemetry tracer counts only these two; the sidecar_* families have the rest.
+        yield "tracing.opentelemetry.spans_sent", r.spans_sent
+        yield "tracing.opentelemetry.timer_flushed", r.timer_flushed
+        return
     p = "tracing.zipkin."
     yield p + "spans_sent", r.spans_sent
     yield p + "reports_sent", r.reports_sent

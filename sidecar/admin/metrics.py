@@ -86,11 +86,26 @@ def metric_families(snapshot: StatsSnapshot) -> Iterator[Metric]:
         dropped.add_metric([reason], value)
     yield dropped
     yield CounterMetricFamily(
-        "sidecar_reports_sent", "Span POSTs the collector accepted", value=r.reports_sent
+        "sidecar_reports_sent",
+        "Span reports (POSTs or gRPC calls) the collector accepted",
+        value=r.reports_sent,
     )
     yield CounterMetricFamily(
-        "sidecar_reports_failed", "Span POST attempts that got no HTTP response", value=r.reports_failed
+        "sidecar_reports_failed",
+        "Span report attempts with no answer, or an answer asking to retry",
+        value=r.reports_failed,
     )
+    yield CounterMetricFamily(
+        "sidecar_reports_retried", "Span report attempts sent again after a failure", value=r.reports_retried
+    )
+    if snapshot.reporter is not None:
+        info = GaugeMetricFamily(
+            "sidecar_reporter_protocol",
+            "1 for the wire protocol spans are reported with",
+            labels=["protocol"],
+        )
+        info.add_metric([r.protocol], 1)
+        yield info
     yield CounterMetricFamily("sidecar_reports_dropped", "Span batches given up", value=r.reports_dropped)
     yield CounterMetricFamily(
         "sidecar_reporter_timer_flushed",

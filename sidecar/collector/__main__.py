@@ -1,6 +1,7 @@
 """`python -m sidecar.collector --listen 127.0.0.1:9411 [--listen ...]`: run the in-memory collector.
 
-It takes Zipkin v2 spans (JSON or proto3) on POST /api/v2/spans and answers Zipkin's query API
+It takes Zipkin v2 spans (JSON or proto3) on POST /api/v2/spans and OTLP/HTTP (protobuf) on POST
+/v1/traces, and answers Zipkin's query API
 (/api/v2/services, /api/v2/traces, /api/v2/trace/ID) and /stats, for local development and the demo.
 """
 

@@ -1,4 +1,5 @@
-"""A small Zipkin-compatible collector (aiohttp, in memory): POST spans, query services and traces."""
+"""A small Zipkin-compatible collector (aiohttp, in memory): POST spans (Zipkin v2, or OTLP/HTTP at
+/v1/traces), query services and traces."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from sidecar.collector.otlp import decode_export_request
 from sidecar.collector.proto import DecodeError, decode_list_of_spans
 from sidecar.collector.store import InvalidSpan, TraceStore, check_span, normalize_trace_id
 
@@ -44,6 +46,19 @@ async def post_spans(request: web.Request) -> web.Response:
     return web.Response(status=202)
 
 
+async def post_otlp(request: web.Request) -> web.Response:
+    """OTLP/HTTP with a protobuf body; the answer is an empty ExportTraceServiceResponse (all accepted)."""
+    if request.content_type != "application/x-protobuf":
+        return web.Response(status=415, text="OTLP/HTTP here takes application/x-protobuf only\n")
+    body = await request.read()
+    try:
+        spans = [check_span(s) for s in decode_export_request(body)]
+    except (DecodeError, InvalidSpan) as exc:
+        return web.Response(status=400, text=f"{exc}\n")
+    request.app[STORE_KEY].add(spans)
+    return web.Response(status=200, body=b"", content_type="application/x-protobuf")
+
+
 async def services(request: web.Request) -> web.Response:
     return _json(request.app[STORE_KEY].services())
 
@@ -79,6 +94,7 @@ def build_collector_app(store: TraceStore | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[STORE_KEY] = store or TraceStore()
     app.router.add_post("/api/v2/spans", post_spans)
+    app.router.add_post("/v1/traces", post_otlp)
     app.router.add_get("/api/v2/services", services)
     app.router.add_get("/api/v2/traces", traces)
     app.router.add_get("/api/v2/trace/{trace_id}", trace)

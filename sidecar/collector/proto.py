@@ -28,7 +28,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise DecodeError("varint too long")
 
 
-def _fields(data: bytes) -> list[tuple[int, int, Any]]:
+def read_fields(data: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) triples; value is int for varint/fixed, bytes for length-delimited."""
     out: list[tuple[int, int, Any]] = []
     pos = 0
@@ -62,7 +62,7 @@ def _fields(data: bytes) -> list[tuple[int, int, Any]]:
 
 def _endpoint(data: bytes) -> dict[str, Any]:
     ep: dict[str, Any] = {}
-    for number, _, value in _fields(data):
+    for number, _, value in read_fields(data):
         if number == 1:
             ep["serviceName"] = value.decode()
         elif number == 2 and len(value) == 4:
@@ -84,7 +84,7 @@ def decode_span(data: bytes) -> dict[str, Any]:
     span: dict[str, Any] = {}
     tags: dict[str, str] = {}
     annotations: list[dict[str, Any]] = []
-    for number, _, value in _fields(data):
+    for number, _, value in read_fields(data):
         if number == 1:
             span["traceId"] = _id(value, "trace_id", (8, 16))
         elif number == 2:
@@ -104,10 +104,10 @@ def decode_span(data: bytes) -> dict[str, Any]:
         elif number == 9:
             span["remoteEndpoint"] = _endpoint(value)
         elif number == 10:
-            ann = {n: v for n, _, v in _fields(value)}
+            ann = {n: v for n, _, v in read_fields(value)}
             annotations.append({"timestamp": ann.get(1, 0), "value": ann.get(2, b"").decode()})
         elif number == 11:
-            entry = {n: v for n, _, v in _fields(value)}
+            entry = {n: v for n, _, v in read_fields(value)}
             tags[entry.get(1, b"").decode()] = entry.get(2, b"").decode()
         elif number == 12 and value:
             span["debug"] = True
@@ -124,6 +124,6 @@ def decode_span(data: bytes) -> dict[str, Any]:
 
 def decode_list_of_spans(data: bytes) -> list[dict[str, Any]]:
     try:
-        return [decode_span(value) for number, wire, value in _fields(data) if number == 1 and wire == 2]
+        return [decode_span(value) for number, wire, value in read_fields(data) if number == 1 and wire == 2]
     except UnicodeDecodeError as exc:
         raise DecodeError(f"invalid UTF-8: {exc}") from None

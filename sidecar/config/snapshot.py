@@ -128,16 +128,18 @@ class Snapshot:
         return doc
 
 
-def tracing_line(doc: Mapping[str, Any]) -> str:
+def tracing_line(doc: Mapping[str, Any], target: str | None = None, wire: str = "") -> str:
     """The tracing part of the ready line, from the inspect document: `traffic trace NAME -> URL`,
-    `mesh trace A, B -> URL` (merge order), or `no tracing`."""
+    `mesh trace A, B -> URL` (merge order), or `no tracing`. `target` replaces the backend's own address
+    (the reporter's, when --otlp-endpoint overrides it) and `wire` follows it (" (OTLP/gRPC)")."""
     backend = doc.get("backend")
     if not backend:
         return "no tracing"
-    target = backend.get("url") or backend.get("endpoint", "")
+    if target is None:
+        target = backend.get("url") or backend.get("endpoint", "")
     if doc.get("policy") == "MeshTrace":
-        return f"mesh trace {', '.join(doc.get('meshTraces', []))} -> {target}"
-    return f"traffic trace {doc.get('trafficTrace')} -> {target}"
+        return f"mesh trace {', '.join(doc.get('meshTraces', []))} -> {target}{wire}"
+    return f"traffic trace {doc.get('trafficTrace')} -> {target}{wire}"
 
 
 class SnapshotError(Exception):

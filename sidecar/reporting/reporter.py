@@ -1,22 +1,27 @@
-"""Ships encoded spans of one backend in batched Zipkin v2 POSTs; never blocks or fails traffic.
+"""Ships encoded spans of one backend in batches over one transport; never blocks or fails traffic.
 
 `submit` appends bytes to a bounded deque and wakes the flusher only when a batch is ready. The
-flusher sends one POST at a time, and up to MAX_INFLIGHT while full batches wait (one at a time cannot
-keep up on a loop busy with a thousand connections, where each POST waits several turns). Delivery is
+flusher sends one request at a time, and up to MAX_INFLIGHT while full batches wait (one at a time
+cannot keep up on a loop busy with a thousand connections, where each request waits several turns).
+The wire protocol is the transport's (Zipkin v2 over HTTP, OTLP over HTTP or gRPC: transport.py says
+how each reports a failure); buffering, batching, retries and counting are the same for all. Delivery is
 at most once, because Zipkin and Jaeger deduplicate nothing (a span sent twice shows twice in the UI):
 
-- a batch whose POST got any HTTP response is settled: 2xx is sent, anything else dropped (`rejected`);
+- a batch whose request got an answer is settled: accepted is sent (less the spans an OTLP
+  `partial_success` says were rejected), a refusal dropped (`rejected`);
 - a batch whose request was not fully handed to the connection (connection refused, reset while
-  sending, connect timeout) was certainly not processed: retried with capped exponential backoff and
-  jitter within `retry_budget`, then dropped (`retries_exhausted`);
+  sending, connect timeout), or that the backend answered it did not process (OTLP's retryable
+  statuses), is retried with capped exponential backoff and jitter, or after the delay the backend
+  asked for, within `retry_budget`, then dropped (`retries_exhausted`);
 - a batch sent in full that got no response (timeout, reset while waiting) may have been stored: never
   sent again, dropped (`no_response`);
 - on close the flusher gets `timeout` seconds to send what is buffered, an in-flight POST included; what
   is left then is dropped (`shutdown`), the in-flight batch too, never re-queued.
 
 When the buffer is full new spans are dropped (`buffer_full`), so memory stays bounded whatever the
-collector does. The first failure logs one WARNING with the URL and the reason (then one a minute), and
-`stats.last_error` keeps the latest reason for the admin.
+collector does: every span handed to `submit` ends up counted once, sent or dropped by reason. The first
+failure logs one WARNING with the target and the reason (then one a minute), and `stats.last_error`
+keeps the latest reason for the admin.
 """
 
 from __future__ import annotations
@@ -27,12 +32,11 @@ import logging
 import random
 import time
 from collections import deque
-from types import SimpleNamespace
 
-import aiohttp
-
+from sidecar.reporting.http import HttpTransport
 from sidecar.reporting.settings import ReporterSettings
 from sidecar.reporting.stats import ReporterStats
+from sidecar.reporting.transport import NoResponse, NotSent, Rejected, ReportError, RetryLater, Transport
 from sidecar.tracing.encoding import JSON, Encoding
 
 log = logging.getLogger(__name__)
@@ -43,36 +47,27 @@ _BACKOFF_CAP = 5.0
 _WARN_EVERY = 60.0  # seconds between warnings about the same collector
 
 
-class _NotSent(Exception):
-    """The request did not reach the collector whole: safe to send again."""
-
-
-class _NoResponse(Exception):
-    """The request was sent in full but no response came: it may have been stored."""
-
-
-async def _on_chunk_sent(
-    _session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-) -> None:
-    ctx.trace_request_ctx.sent += len(params.chunk)
-
-
 class Reporter:
     """Ships encoded spans of one backend in batches; `submit` never blocks and never raises."""
 
     def __init__(
         self,
-        url: str,
+        url: str,  # the transport's target; with no transport given, a Zipkin v2 URL
         encoding: Encoding = JSON,
         settings: ReporterSettings | None = None,
         *,
         stats: ReporterStats | None = None,
         rng: random.Random | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        self.url = url
-        self.encoding = encoding
         self.settings = settings or ReporterSettings()
+        self.transport: Transport = transport or HttpTransport(
+            url, encoding.content_type, "zipkin", self.settings.request_timeout
+        )
+        self.url = self.transport.target
+        self.encoding = encoding
         self.stats = stats or ReporterStats()
+        self.stats.protocol = self.transport.protocol
         self.stats.buffer_capacity = self.settings.buffer_capacity
         self._buffer: deque[bytes] = deque()
         self._capacity = self.settings.buffer_capacity
@@ -84,10 +79,8 @@ class Reporter:
         self._slots = asyncio.Semaphore(MAX_INFLIGHT)
         self._settled = asyncio.Event()  # a POST finished, or a full batch waits
         self._max_batch = self.settings.max_batch
-        self._session: aiohttp.ClientSession | None = None
         self._closing = False
         self._last_warning = -_WARN_EVERY
-        self._headers = {"Content-Type": encoding.content_type, "b3": "0"}
 
     # Hot path -----------------------------------------------------------------------------------
     def submit(self, span: bytes) -> None:
@@ -107,11 +100,7 @@ class Reporter:
 
     # Life cycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
-        connector = aiohttp.TCPConnector(limit=MAX_INFLIGHT, keepalive_timeout=30)
-        trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
-        trace.on_request_chunk_sent.append(_on_chunk_sent)
-        self._session = aiohttp.ClientSession(timeout=timeout, connector=connector, trace_configs=[trace])
+        await self.transport.start()
         self._task = asyncio.create_task(self._run(), name=f"reporter {self.url}")
 
     async def aclose(self, timeout: float = 2.0) -> None:
@@ -142,8 +131,7 @@ class Reporter:
             self._drop(list(self._buffer), "shutdown")
             self._buffer.clear()
         self.stats.buffer_size = 0
-        if self._session is not None:
-            await self._session.close()
+        await self.transport.aclose()
 
     # Flusher ------------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -198,28 +186,47 @@ class Reporter:
         self.stats.reports_dropped += 1
 
     async def _send(self, batch: list[bytes]) -> None:
-        """POST `batch` until it is settled; retries only what certainly did not arrive."""
+        """Send `batch` until it is settled; retries only what certainly was not processed."""
         deadline = time.monotonic() + self.settings.retry_budget
         attempt = 0
+        body = self.encoding.encode_batch(batch)
+        stats = self.stats
         while True:
             try:
-                await self._post(batch)
-                return
-            except _NoResponse as exc:
-                self.stats.reports_failed += 1
+                rejected, message = await self.transport.send(body, len(batch))
+            except (NotSent, RetryLater) as exc:
+                stats.reports_failed += 1
                 self._note_error(str(exc), batch)
-                self._drop(batch, "no_response")
-                return
-            except _NotSent as exc:
-                self.stats.reports_failed += 1
-                self._note_error(str(exc), batch)
-                delay = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt) * self._rng.uniform(0.5, 1.0)
+                backoff = min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt) * self._rng.uniform(0.5, 1.0)
+                delay = exc.delay if isinstance(exc, RetryLater) and exc.delay is not None else backoff
                 attempt += 1
                 if time.monotonic() + delay > deadline:
                     log.warning("dropping %d spans for %s: %s (retries exhausted)", len(batch), self.url, exc)
                     self._drop(batch, "retries_exhausted")
                     return
+                stats.reports_retried += 1
                 await asyncio.sleep(delay)
+                continue
+            except NoResponse as exc:
+                stats.reports_failed += 1
+                self._note_error(str(exc), batch)
+                self._drop(batch, "no_response")
+                return
+            except Rejected as exc:
+                self._note_error(str(exc), batch)
+                self._drop(batch, "rejected")
+                return
+            except ReportError as exc:  # a transport's own subclass: treated as a refusal
+                self._note_error(str(exc), batch)
+                self._drop(batch, "rejected")
+                return
+            rejected = min(max(rejected, 0), len(batch))
+            stats.reports_sent += 1
+            stats.spans_sent += len(batch) - rejected
+            if rejected:
+                stats.spans_dropped["rejected"] += rejected
+                self._note_error(f"the backend rejected {rejected} of {len(batch)} spans: {message}", batch)
+            return
 
     def _note_error(self, reason: str, batch: list[bytes]) -> None:
         self.stats.last_error = reason
@@ -227,27 +234,3 @@ class Reporter:
         if now - self._last_warning >= _WARN_EVERY:
             self._last_warning = now
             log.warning("span report to %s failed (%d spans): %s", self.url, len(batch), reason)
-
-    async def _post(self, batch: list[bytes]) -> None:
-        """One POST; returns when the batch is settled, raises _NotSent or _NoResponse otherwise."""
-        assert self._session is not None, "start() first"
-        body = self.encoding.encode_batch(batch)
-        progress = SimpleNamespace(sent=0)
-        try:
-            async with self._session.post(
-                self.url, data=body, headers=self._headers, trace_request_ctx=progress
-            ) as resp:
-                status = resp.status
-                detail = (await resp.read())[:200]
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            if progress.sent >= len(body):
-                raise _NoResponse(reason) from None
-            raise _NotSent(reason) from None
-        if 200 <= status < 300:
-            self.stats.reports_sent += 1
-            self.stats.spans_sent += len(batch)
-        else:
-            reason = f"HTTP {status} {detail.decode('utf-8', 'replace')!r}"
-            self._note_error(reason, batch)
-            self._drop(batch, "rejected")

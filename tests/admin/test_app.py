@@ -318,3 +318,20 @@ async def test_config_dump_is_json(admin: tuple[TestClient, View]) -> None:
     client, _ = admin
     resp = await client.get("/config_dump")
     assert resp.content_type == "application/json" and (await resp.json())["dataplane"] == "web-01"
+
+
+async def test_stats_of_an_otlp_reporter_use_envoys_opentelemetry_names(
+    admin: tuple[TestClient, View],
+) -> None:
+    client, view = admin
+    view.reporter = ReporterStats(spans_sent=9, timer_flushed=2, reports_sent=1, reports_retried=3)
+    view.reporter.protocol = "otlp_grpc"
+    body = await text(client, r"/stats?filter=^tracing\.")
+    assert body.splitlines() == [
+        "tracing.opentelemetry.spans_sent: 9",
+        "tracing.opentelemetry.timer_flushed: 2",
+    ]
+    lines = set((await text(client, "/stats?filter=^sidecar_re")).splitlines())
+    assert 'sidecar_reporter_protocol{protocol="otlp_grpc"}: 1' in lines
+    assert "sidecar_reports_retried_total: 3" in lines
+    assert "sidecar_reports_sent_total: 1" in lines

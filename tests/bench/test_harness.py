@@ -21,7 +21,7 @@ def test_bench_smoke_run() -> None:
             "--levels",
             "4",
             "--peers",
-            "direct,sidecar-0,sidecar-100",
+            "direct,sidecar-0,sidecar-100,sidecar-100-otlp",
             "--python-only",  # the same path on every machine, with or without nginx and wrk
         ],
         capture_output=True,
@@ -30,10 +30,12 @@ def test_bench_smoke_run() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     table = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 9]
-    rows = {r[0]: r for r in table if r[0] in ("direct", "sidecar-0", "sidecar-100")}
-    assert set(rows) == {"direct", "sidecar-0", "sidecar-100"}
+    peers = ("direct", "sidecar-0", "sidecar-100", "sidecar-100-otlp")
+    rows = {r[0]: r for r in table if r[0] in peers}
+    assert set(rows) == set(peers)
     assert all(float(r[1]) > 0 and r[7] == "0" for r in rows.values())  # req/s measured, no errors
     assert float(rows["sidecar-100"][6]) > 0.9  # spans per request delivered to the collector
+    assert float(rows["sidecar-100-otlp"][6]) > 0.9  # the same as OTLP/HTTP, counted by the sink
     assert "sidecar-100 / sidecar-0" in proc.stdout
     assert "load: python" in proc.stdout
 

@@ -194,6 +194,57 @@ def test_the_dockerfile_example_names_a_dataplane_that_exists() -> None:
     assert name in {d.name for d in result.resources.dataplanes}
 
 
+# What each image of the compose file can run in a healthcheck: Jaeger's is Alpine (busybox wget), the
+# project's is python:3.11-slim (python, no curl or wget).
+HEALTH_PROGRAMS = {"jaegertracing/jaeger": "wget", "kuma-trace-sidecar": "python"}
+
+
+def _serves(name: str, svc: dict[str, object]) -> set[str]:
+    """The ports a service's own process listens on inside its network namespace."""
+    words = [str(w) for w in (svc.get("entrypoint") or []) + (svc.get("command") or [])]  # type: ignore[operator]
+    if name == "jaeger":
+        return {"13133", "4317", "4318", "9411", "16686"}
+    for option in ("--admin-address", "--listen", "--port"):
+        if option in words:
+            return {words[words.index(option) + 1].rpartition(":")[2]}
+    return set()
+
+
+def test_compose_demo_images_ports_healthchecks_and_otlp() -> None:
+    from sidecar.cli import _otlp_endpoint
+
+    compose = yaml.safe_load((ROOT / "demo" / "docker-compose.yml").read_text())
+    services = compose["services"]
+    jaeger = services["jaeger"]
+    # Pinned: an exact version, never `latest` or a bare major.
+    assert re.fullmatch(r"jaegertracing/jaeger:2\.\d+\.\d+", jaeger["image"])
+    assert {"4317:4317", "4318:4318", "9411:9411", "16686:16686"} <= set(jaeger["ports"])
+    health = dict(stages()[-1])["HEALTHCHECK"]
+    image_check = ["CMD", *json.loads(health[health.index("CMD") + 3 :].strip())]
+    for name, svc in services.items():
+        image, _, tag = svc["image"].partition(":")
+        assert tag not in ("", "latest"), name
+        test = svc["healthcheck"]["test"] if "healthcheck" in svc else image_check
+        assert test[0] == "CMD" and test[1] == HEALTH_PROGRAMS[image], (name, test)
+        (url,) = re.findall(r"http://127\.0\.0\.1:(\d+)(/[\w/]+)", " ".join(test))
+        assert url[0] in _serves(name, svc), (name, url)
+        if test[1] == "python":
+            compile(test[3], name, "exec")  # the check itself is valid Python
+        else:
+            assert url == ("13133", "/status")  # Jaeger's healthcheckv2 extension
+    # One trace, both protocols: some sidecars report OTLP to Jaeger's receivers, the rest Zipkin v2.
+    sidecars = {n: s for n, s in services.items() if n.endswith("-sidecar")}
+    otlp = {
+        n: s["environment"]["SIDECAR_OTLP_ENDPOINT"]
+        for n, s in sidecars.items()
+        if "SIDECAR_OTLP_ENDPOINT" in s["environment"]
+    }
+    assert 0 < len(otlp) < len(sidecars)
+    assert sorted(otlp.values()) == ["http://jaeger:4318", "jaeger:4317"]  # HTTP and gRPC, one each
+    for value in otlp.values():
+        assert _otlp_endpoint(value) == value
+
+
 def _build_stage_run(tmp: Path, venv: Path) -> None:
     """The build stage's RUN, as written, in a copy of the build context: `pip` and `python` are this
     interpreter, /opt/sidecar is `venv`."""
