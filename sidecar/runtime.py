@@ -71,6 +71,7 @@ class RunOptions:
     workers: int = 1
     log_level: str = "info"
     lag_probe_interval: float = 0.1  # seconds between event-loop lag probes (the benchmark uses 0.001)
+    trace_context: str = "b3+w3c"  # propagation formats read and written (TracerSettings.trace_context)
 
 
 def build_info(snapshot: Mapping[str, Any], workers: int) -> dict[str, str]:
@@ -98,10 +99,11 @@ def command_line_options(options: RunOptions) -> dict[str, Any]:
         "proxy": dataclasses.asdict(options.proxy),
         "http2_codec_in_use": codec_name(options.proxy),
         "reporter": dataclasses.asdict(options.reporter),
+        "trace_context": options.trace_context,
     }
 
 
-def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
+def _tracer_settings(snapshot: Snapshot, trace_context: str) -> TracerSettings | None:
     b = snapshot.backend
     if b is None:
         return None
@@ -110,6 +112,7 @@ def _tracer_settings(snapshot: Snapshot) -> TracerSettings | None:
         trace_id_128bit=b.trace_id_128bit,
         shared_span_context=b.shared_span_context,
         encoding=encoding_for(b.api_version),
+        trace_context=trace_context,
     )
 
 
@@ -285,7 +288,9 @@ class Runtime:
     ) -> dict[ListenerKey, tuple[Route, str, str]]:
         """Each listener's route, its protocol, and the Dataplane field that sets its address."""
         tracer = Tracer(
-            _tracer_settings(snapshot), service_name=snapshot.service_name, node_id=snapshot.node_id
+            _tracer_settings(snapshot, self.options.trace_context),
+            service_name=snapshot.service_name,
+            node_id=snapshot.node_id,
         )
         sink: Callable[[bytes], None] | None = reporter.submit if reporter is not None else None
         routes: dict[ListenerKey, tuple[Route, str, str]] = {}

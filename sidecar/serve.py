@@ -51,6 +51,8 @@ def _ready_line(runtime: Runtime) -> str:
     assert snap is not None
     listeners = ", ".join(f"{k[0]} {join_host_port(k[1], k[2])}" for k in runtime.listeners)
     trace = f"traffic trace {snap.traffic_trace} -> {snap.backend.url}" if snap.backend else "no tracing"
+    if snap.backend:
+        trace += f" (trace context {runtime.options.trace_context})"
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
     return f"sidecar {__version__} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"

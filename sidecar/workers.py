@@ -92,6 +92,8 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
     )
     backend = snap.get("backend")
     trace = f"traffic trace {snap.get('trafficTrace')} -> {backend['url']}" if backend else "no tracing"
+    if backend:
+        trace += f" (trace context {view.options.trace_context})"
     return (
         f"sidecar {__version__} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"

@@ -120,3 +120,21 @@ def test_workers_parent_says_the_same_lines_once(tmp_path: Path, silent_app: soc
     )
     assert draining == "draining 2 workers (grace 10s; Ctrl-C again to exit at once)"
     assert final == "stopped: drained 2 listeners (no open connections); no tracing backend (2 workers)"
+
+
+def test_ready_line_names_the_trace_context_mode() -> None:
+    from types import SimpleNamespace
+
+    from sidecar.serve import _ready_line
+
+    snap = SimpleNamespace(
+        traffic_trace="all", backend=SimpleNamespace(url="http://z:9411/api/v2/spans"), dataplane="web-01"
+    )
+    runtime = SimpleNamespace(
+        snapshot=snap,
+        listeners={("inbound", "127.0.0.1", 1): None},
+        admin_address=("127.0.0.1", 2),
+        options=SimpleNamespace(trace_context="b3"),
+    )
+    line = _ready_line(runtime)  # type: ignore[arg-type]
+    assert "; traffic trace all -> http://z:9411/api/v2/spans (trace context b3); admin" in line
