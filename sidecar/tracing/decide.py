@@ -191,7 +191,11 @@ class Tracer:
             if settings.single_header:
                 headers.append((b3.B3_SINGLE, b3.format_single(trace_id, span_id, parent_id, sampled, debug)))
         if self._w3c:
-            headers += self._w3c_headers(incoming, parent, trace_id, span_id, sampled)
+            if parent is None:  # the usual case: a new trace, or a B3 caller without traceparent
+                flags = w3c.SAMPLED_FLAG if sampled else 0
+                headers.append((w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags)))
+            else:
+                headers += self._w3c_headers(incoming, parent, trace_id, span_id, sampled)
 
         span = None
         if sampled:
@@ -236,7 +240,7 @@ class Tracer:
     @staticmethod
     def _w3c_headers(
         incoming: Mapping[bytes, bytes],
-        parent: w3c.TraceParent | None,
+        parent: w3c.TraceParent,
         trace_id: str,
         span_id: str,
         sampled: bool,
@@ -244,11 +248,11 @@ class Tracer:
         """One traceparent naming this hop's span, and the incoming tracestate when its trace goes on.
 
         The flags carry the decision's sampled bit; an incoming traceparent of the same trace keeps its
-        other bits (Level 2's random bit). A traceparent of another trace, or none, means the trace was
-        not continued from it: its tracestate is dropped.
+        other bits (Level 2's random bit). A traceparent of another trace (B3 won) was not continued:
+        its tracestate is dropped.
         """
         flags = w3c.SAMPLED_FLAG if sampled else 0
-        if parent is None or parent.trace_id != (trace_id if len(trace_id) == 32 else _PAD + trace_id):
+        if parent.trace_id != (trace_id if len(trace_id) == 32 else _PAD + trace_id):
             return [(w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags))]
         flags |= parent.flags & ~w3c.SAMPLED_FLAG
         out = [(w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags))]
