@@ -11,6 +11,8 @@ Peers, all in front of the same upstream on loopback:
                (what a Python user would write instead; needs `pip install -e '.[demo]'`)
   sidecar-0    `sidecar run`, a TrafficTrace with sampling 0 %
   sidecar-100  `sidecar run`, sampling 100 %, every span delivered to a real collector process
+  sidecar-100-b3, sidecar-100-w3c   the same with `--trace-context b3` (Kuma's B3 only) or `w3c`;
+               `-w2` before it runs 2 workers (sidecar-100-w2-b3)
 The upstream is nginx `return 200` when nginx is installed (so it is never the bottleneck), otherwise a
 small uvloop server. Load comes from wrk (apt-get install -y wrk) or, without it, a Python generator.
 Rounds rotate the peer order so drift cancels; the table shows medians. Results also go to
@@ -383,12 +385,18 @@ def main() -> int:
                 peers["naive"] = h.start_naive(upstream.port)
             except ImportError:
                 print("naive peer skipped: `pip install -e '.[demo]'` brings OpenTelemetry's instrumentation")
-        for name in wanted:  # sidecar-0, sidecar-100, sidecar-100-w2 (2 workers), ...
+        for name in wanted:  # sidecar-0, sidecar-100, sidecar-100-w2 (2 workers), sidecar-100-b3, ...
             if name.startswith("sidecar-"):
-                sampling, _, workers = name.removeprefix("sidecar-").partition("-w")
+                rest, extra = name.removeprefix("sidecar-"), ()
+                for mode in ("w3c", "b3"):  # --trace-context, when not the default b3+w3c
+                    if rest.endswith("-" + mode):
+                        rest, extra = rest.removesuffix("-" + mode), ("--trace-context", mode)
+                sampling, _, workers = rest.partition("-w")
                 # A 1 ms probe costs ~0.02 vCPU: fine at saturation, not when vCPU per 1000 req/s is the figure.
                 probe = 0.1 if args.rates else 0.001
-                peers[name] = h.start_sidecar(name, upstream.port, float(sampling), int(workers or 1), probe)
+                peers[name] = h.start_sidecar(
+                    name, upstream.port, float(sampling), int(workers or 1), probe, extra=extra
+                )
         order = [p for p in wanted if p in peers]
         for rate in [int(x) for x in args.rates.split(",") if x]:
             rate_runs: dict[str, list[dict[str, Any]]] = {p: [] for p in order}
@@ -441,7 +449,7 @@ def table(level: int, r: dict[str, dict[str, Any]], args: argparse.Namespace) ->
         )
     if "sidecar-100" in r:
         s = r["sidecar-100"]["rps"]
-        for peer in ("nginx", "naive", "sidecar-0"):
+        for peer in ("nginx", "naive", "sidecar-0", "sidecar-100-b3"):
             if peer in r and r[peer]["rps"]:
                 lines.append(f"sidecar-100 / {peer}: {s / r[peer]['rps']:.2f}x throughput")
         for goal, check in GOALS.items():
