@@ -163,7 +163,7 @@ class Tracer:
         elif ctx is not None and ctx.sampled is not None:
             sampled = ctx.sampled
         elif parent is not None and (ctx is None or ctx.trace_id is None):
-            sampled = parent.sampled
+            sampled = bool(parent.flags & w3c.SAMPLED_FLAG)
         else:
             sampled = sample(request_id, self._threshold, self._rng)
 

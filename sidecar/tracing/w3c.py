@@ -40,11 +40,7 @@ _MEMBER = re.compile(
 class TraceParent(NamedTuple):
     trace_id: str  # 32 lower-hex
     parent_id: str  # 16 lower-hex: the caller's span
-    flags: int  # trace-flags; bit 0 = sampled
-
-    @property
-    def sampled(self) -> bool:
-        return bool(self.flags & SAMPLED_FLAG)
+    flags: int  # trace-flags; bit 0 (SAMPLED_FLAG) = sampled
 
 
 def parse_traceparent(raw: bytes) -> TraceParent | None:
