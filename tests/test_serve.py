@@ -127,8 +127,12 @@ def test_ready_line_names_the_trace_context_mode() -> None:
 
     from sidecar.serve import _ready_line
 
-    snap = SimpleNamespace(
-        traffic_trace="all", backend=SimpleNamespace(url="http://z:9411/api/v2/spans"), dataplane="web-01"
+    url = "http://z:9411/api/v2/spans"
+    snap = SimpleNamespace(  # the attributes and the inspect document the ready line may be built from
+        traffic_trace="all",
+        backend=SimpleNamespace(url=url),
+        dataplane="web-01",
+        to_json=lambda: {"trafficTrace": "all", "backend": {"url": url}, "dataplane": "web-01"},
     )
     runtime = SimpleNamespace(
         snapshot=snap,
