@@ -39,6 +39,7 @@ COMPILED = [
     "sidecar/tracing/request_id.py",
     "sidecar/tracing/sampling.py",
     "sidecar/tracing/span.py",
+    "sidecar/tracing/w3c.py",
     "sidecar/proxy/access_log.py",
     "sidecar/proxy/errors.py",
     "sidecar/proxy/exchange.py",

@@ -12,6 +12,8 @@ Peers, all in front of the same upstream on loopback:
   sidecar-0    `sidecar run`, a TrafficTrace with sampling 0 %
   sidecar-100  `sidecar run`, sampling 100 %, every span delivered to a real collector process
   sidecar-100-otlp  the same, spans sent as OTLP/HTTP (--otlp-endpoint) to the collector's /v1/traces
+  sidecar-100-b3, sidecar-100-w3c   the same with `--trace-context b3` (Kuma's B3 only) or `w3c`;
+               `-w2` runs 2 workers (sidecar-100-w2-b3); options combine (sidecar-100-w2-otlp)
 The upstream is nginx `return 200` when nginx is installed (so it is never the bottleneck), otherwise a
 small uvloop server. Load comes from wrk (apt-get install -y wrk) or, without it, a Python generator.
 Rounds rotate the peer order so drift cancels; the table shows medians. Results also go to
@@ -387,10 +389,13 @@ def main() -> int:
         for name in wanted:  # sidecar-0, sidecar-100, sidecar-100-w2 (2 workers), sidecar-100-otlp, ...
             if name.startswith("sidecar-"):
                 sampling, *options = name.removeprefix("sidecar-").split("-")
-                workers = next((int(o[1:]) for o in options if o.startswith("w")), 1)
-                # -otlp: the same spans as OTLP/HTTP to the collector's /v1/traces (--otlp-endpoint).
-                otlp = f"http://127.0.0.1:{h.collector_port}/v1/traces"
-                extra = ("--otlp-endpoint", otlp) if "otlp" in options else ()
+                workers = next((int(o[1:]) for o in options if o.startswith("w") and o[1:].isdigit()), 1)
+                extra: tuple[str, ...] = ()
+                if "otlp" in options:  # the same spans as OTLP/HTTP to the collector's /v1/traces
+                    extra += ("--otlp-endpoint", f"http://127.0.0.1:{h.collector_port}/v1/traces")
+                for mode in ("w3c", "b3"):  # --trace-context, when not the default b3+w3c
+                    if mode in options:
+                        extra += ("--trace-context", mode)
                 # A 1 ms probe costs ~0.02 vCPU: fine at saturation, not when vCPU per 1000 req/s is the figure.
                 probe = 0.1 if args.rates else 0.001
                 peers[name] = h.start_sidecar(
@@ -448,7 +453,7 @@ def table(level: int, r: dict[str, dict[str, Any]], args: argparse.Namespace) ->
         )
     if "sidecar-100" in r:
         s = r["sidecar-100"]["rps"]
-        for peer in ("nginx", "naive", "sidecar-0", "sidecar-100-otlp"):
+        for peer in ("nginx", "naive", "sidecar-0", "sidecar-100-otlp", "sidecar-100-b3"):
             if peer in r and r[peer]["rps"]:
                 lines.append(f"sidecar-100 / {peer}: {s / r[peer]['rps']:.2f}x throughput")
         for goal, check in GOALS.items():

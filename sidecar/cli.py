@@ -100,6 +100,15 @@ def _underscores(text: str) -> str:
     return choice
 
 
+def _trace_context(text: str) -> str:
+    from sidecar.tracing.decide import TRACE_CONTEXT_MODES
+
+    choice = text.strip().lower()
+    if choice not in TRACE_CONTEXT_MODES:
+        raise ValueError(f"{text!r}: choose {', '.join(TRACE_CONTEXT_MODES)}")
+    return choice
+
+
 # dest -> (check, default); the flag is `--` + dest with `-`, the variable SIDECAR_ + dest upper-cased.
 RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "dataplane": (_text, None),
@@ -118,6 +127,7 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "h2_codec": (_codec, "auto"),
     "headers_with_underscores": (_underscores, None),
     "lag_probe_interval": (_number(float, 0.001, 60), 0.1),
+    "trace_context": (_trace_context, "b3+w3c"),
     "flush_interval": (_positive, None),
     "min_batch": (_number(int, 1), None),
     "max_batch": (_number(int, 1), None),
@@ -201,6 +211,13 @@ def _parser() -> argparse.ArgumentParser:
     add(r, "access_log", "PATH|-", "one JSON line per request (off)")
     add(r, "drain_grace", "SECONDS", "in-flight grace on SIGTERM (10)")
     add(r, "log_level", "LEVEL", f"{CHOICES} (info; $SIDECAR_LOG_LEVEL)")
+    add(
+        r,
+        "trace_context",
+        "MODE",
+        "propagation: b3+w3c (B3 first, else W3C traceparent; both written), b3 (B3 only, "
+        "traceparent untouched) or w3c (b3+w3c; $SIDECAR_TRACE_CONTEXT)",
+    )
     r.add_argument("--no-watch", action="store_true", help="reload only on SIGHUP, not on file changes")
     data = r.add_argument_group("data path")
     add(data, "upstream_timeout", "SECONDS", "until response headers (15)")
@@ -451,6 +468,7 @@ def _run(args: argparse.Namespace) -> int:
         log_level=values["log_level"],
         lag_probe_interval=values["lag_probe_interval"],
         otlp_endpoint=values["otlp_endpoint"],
+        trace_context=values["trace_context"],
     )
     setup_logging(options.log_level)
     for warning in unknown_variables(os.environ):

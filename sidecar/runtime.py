@@ -73,6 +73,7 @@ class RunOptions:
     log_level: str = "info"
     lag_probe_interval: float = 0.1  # seconds between event-loop lag probes (the benchmark uses 0.001)
     otlp_endpoint: str | None = None  # replaces a Zipkin backend's URL: host:port = OTLP/gRPC, URL = HTTP
+    trace_context: str = "b3+w3c"  # propagation formats read and written (TracerSettings.trace_context)
 
 
 def build_info(snapshot: Mapping[str, Any], workers: int) -> dict[str, str]:
@@ -101,6 +102,7 @@ def command_line_options(options: RunOptions) -> dict[str, Any]:
         "http2_codec_in_use": codec_name(options.proxy),
         "reporter": dataclasses.asdict(options.reporter),
         "otlp_endpoint": options.otlp_endpoint,
+        "trace_context": options.trace_context,
     }
 
 
@@ -134,7 +136,9 @@ def export_for(snapshot: Snapshot, otlp_endpoint: str | None = None) -> Export |
     return Export(endpoint, protocol, otlp_encoding(snapshot.service_name))
 
 
-def _tracer_settings(snapshot: Snapshot, export: Export | None) -> TracerSettings | None:
+def _tracer_settings(
+    snapshot: Snapshot, export: Export | None, trace_context: str = "b3+w3c"
+) -> TracerSettings | None:
     b = snapshot.backend
     if b is None or export is None:
         return None
@@ -151,6 +155,7 @@ def _tracer_settings(snapshot: Snapshot, export: Export | None) -> TracerSetting
             TagRule(t.name, t.literal, t.header.encode("latin-1") if t.header else None, t.default)
             for t in b.tags
         ),
+        trace_context=trace_context,
     )
 
 
@@ -339,7 +344,9 @@ class Runtime:
     ) -> dict[ListenerKey, tuple[Route, str, str]]:
         """Each listener's route, its protocol, and the Dataplane field that sets its address."""
         tracer = Tracer(
-            _tracer_settings(snapshot, export_for(snapshot, self.options.otlp_endpoint)),
+            _tracer_settings(
+                snapshot, export_for(snapshot, self.options.otlp_endpoint), self.options.trace_context
+            ),
             service_name=snapshot.service_name,
             node_id=snapshot.node_id,
         )

@@ -70,6 +70,8 @@ def _ready_line(runtime: Runtime) -> str:
         else ""
     )
     trace = tracing_line(snap.to_json(), target, wire)
+    if snap.backend:
+        trace += f" (trace context {runtime.options.trace_context})"
     admin = runtime.admin_address
     where = join_host_port(*admin) if admin else "off"
     return f"{version_line()} for {snap.dataplane} ready: {listeners}; {trace}; admin {where}"

@@ -96,6 +96,8 @@ def _ready_line(view: WorkersView, admin: tuple[str, int]) -> str:
     if backend and backend.get("type") == "zipkin" and view.options.otlp_endpoint:
         target = f"{view.options.otlp_endpoint} (OTLP)"
     trace = tracing_line(snap, target)
+    if backend:
+        trace += f" (trace context {view.options.trace_context})"
     return (
         f"{version_line()} for {snap.get('dataplane')} ready: {listeners}; {trace}; "
         f"admin {join_host_port(*admin)} ({view.count} workers)"

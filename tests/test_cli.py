@@ -173,6 +173,18 @@ def test_a_flag_wins_over_its_variable_and_variables_follow_one_rule() -> None:
         assert env_name(dest) == "SIDECAR_" + flag(dest)[2:].replace("-", "_").upper()
 
 
+def test_trace_context_mode_from_flag_variable_or_default() -> None:
+    env = {"SIDECAR_DATAPLANE": "web-01"}
+    assert run_values(run_args(), env)[0]["trace_context"] == "b3+w3c"
+    assert run_values(run_args(), env | {"SIDECAR_TRACE_CONTEXT": "B3"})[0]["trace_context"] == "b3"
+    assert (
+        run_values(run_args("--trace-context", "w3c"), env | {"SIDECAR_TRACE_CONTEXT": "b3"})[0][
+            "trace_context"
+        ]
+        == "w3c"
+    )
+
+
 def test_a_dataplane_file_flag_beats_the_dataplane_variable() -> None:
     values, _ = run_values(run_args("--dataplane-file", "own.yaml"), {"SIDECAR_DATAPLANE": "web-01"})
     assert (values["dataplane"], values["dataplane_file"]) == (None, "own.yaml")
@@ -211,6 +223,7 @@ BAD_VALUES = {
     "buffer_capacity": "-3",
     "report_timeout": "inf",
     "retry_budget": "-1",
+    "trace_context": "b3,w3c",
 }
 
 

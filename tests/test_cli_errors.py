@@ -117,6 +117,18 @@ CASES = {
         r"\(the variable of --log-level\)",
         {"SIDECAR_LOG_LEVEL": "verbose"},
     ),
+    "bad trace context flag": Case(
+        ["run", "--config", "{config}", "--dataplane", "web-01", "--trace-context", "zipkin"],
+        2,
+        r"sidecar run: argument --trace-context: 'zipkin': choose b3\+w3c, b3, w3c .*",
+    ),
+    "bad trace context variable": Case(
+        ["run", "--config", "{config}", "--dataplane", "web-01"],
+        2,
+        r"sidecar run: SIDECAR_TRACE_CONTEXT=w3c\+b3: 'w3c\+b3': choose b3\+w3c, b3, w3c "
+        r"\(the variable of --trace-context\)",
+        {"SIDECAR_TRACE_CONTEXT": "w3c+b3"},
+    ),
     "admin address without host": Case(
         ["run", "--config", "{config}", "--dataplane", "web-01", "--admin-address", "localhost"],
         2,

@@ -153,6 +153,7 @@ async def test_admin_reads_of_a_live_runtime(tmp_path: Path) -> None:
         }
         assert info["command_line_options"]["concurrency"] == 1
         assert info["command_line_options"]["config_path"] == [str(r.config)]
+        assert info["command_line_options"]["trace_context"] == "b3+w3c"
         codec = info["command_line_options"]["http2_codec_in_use"]
         assert codec.startswith("nghttp2" if h2_nghttp2.available() else "h2")
         _, listeners = await r.admin_get("/listeners")

@@ -175,3 +175,26 @@ def test_debug_level_logs_each_request_and_local_reply(tmp_path: Path, silent_ap
 def test_stop_line_counts_in_plain_english(counts: dict[str, Any], expected: str) -> None:
     summary = DrainSummary(backend="B", seconds=0.2, **counts)
     assert summary_line(summary, 10) == expected
+
+
+def test_ready_line_names_the_trace_context_mode() -> None:
+    from types import SimpleNamespace
+
+    from sidecar.serve import _ready_line
+
+    url = "http://z:9411/api/v2/spans"
+    snap = SimpleNamespace(  # the attributes and the inspect document the ready line may be built from
+        traffic_trace="all",
+        backend=SimpleNamespace(url=url),
+        dataplane="web-01",
+        to_json=lambda: {"trafficTrace": "all", "backend": {"url": url}, "dataplane": "web-01"},
+    )
+    runtime = SimpleNamespace(
+        snapshot=snap,
+        listeners={("inbound", "127.0.0.1", 1): None},
+        admin_address=("127.0.0.1", 2),
+        options=SimpleNamespace(trace_context="b3"),
+        reporter=None,
+    )
+    line = _ready_line(runtime)  # type: ignore[arg-type]
+    assert "; traffic trace all -> http://z:9411/api/v2/spans (trace context b3); admin" in line

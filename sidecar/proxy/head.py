@@ -14,8 +14,9 @@ Pure: bytes in, bytes or lists out; no sockets. The rules, each with table tests
    re-frames the chunks, never the coded bytes. A request without Host (HTTP/1.0) gets one, since the
    upstream speaks HTTP/1.1.
 5. Trace headers: the first value of each name the route's tracer reads (`Tracer.header_names`) is
-   read; names in `Decision.remove` are dropped and `Decision.headers` appended. `x-forwarded-proto` is
-   set when missing.
+   read, but for W3C's two: several `tracestate` fields are one list (joined by commas), and a second
+   `traceparent` makes the context invalid (read as an empty value). Names in `Decision.remove` are
+   dropped, every field of each, and `Decision.headers` appended. `x-forwarded-proto` is set when missing.
 6. Response framing is one `Framing` value: NONE (HEAD, 1xx, 204, 304), LENGTH, CHUNKED, or CLOSE (the
    upstream's close ends the body); a CHUNKED or CLOSE body goes to an HTTP/1.1 client chunked, with the
    upstream's other transfer codings kept, and to an HTTP/1.0 client delimited by the close.
@@ -39,6 +40,7 @@ import enum
 from collections.abc import Iterable
 
 from sidecar.tracing.decide import TRACE_HEADER_NAMES
+from sidecar.tracing.w3c import TRACEPARENT, TRACESTATE
 
 CRLF = b"\r\n"
 HOP_BY_HOP = frozenset(
@@ -92,6 +94,14 @@ def connection_options(values: Iterable[bytes]) -> set[bytes]:
             tokens.add(token.strip().lower())
     tokens -= NOT_CONNECTION_OPTIONS
     return tokens
+
+
+def _repeated_trace_header(trace_in: dict[bytes, bytes], name: bytes, value: bytes) -> None:
+    """Rule 5 for a trace header seen twice (off the usual path: called on a repeat only)."""
+    if name == TRACESTATE:
+        trace_in[name] += b"," + value
+    elif name == TRACEPARENT:
+        trace_in[name] = b""  # two traceparent fields: invalid, as an empty value is
 
 
 def _codings(values: list[bytes]) -> list[bytes]:
@@ -158,6 +168,8 @@ class RequestHead:
             if lname in trace_names:
                 if lname not in trace_in:
                     trace_in[lname] = value
+                else:
+                    _repeated_trace_header(trace_in, lname, value)
             elif lname == b"host":
                 if has_host and value != authority:
                     raise HeadError(400, "multiple Host headers")
@@ -418,6 +430,8 @@ class H2RequestHead:
             if name in trace_names:
                 if name not in trace_in:
                     trace_in[name] = value
+                else:
+                    _repeated_trace_header(trace_in, name, value)
             elif name == b"cookie":
                 self.cookies.append(value)
                 continue

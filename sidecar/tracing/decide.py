@@ -4,6 +4,10 @@
 decision wins, else the backend's sampling knobs drawn from the request id: tracing/sampling.py), opens a
 SERVER or CLIENT span with the backend's custom tags (tracing/custom_tags.py) and says which headers to
 forward. `finish` closes the span and encodes it once.
+
+Propagation follows the tracer's `trace_context` mode: `b3+w3c` (the default) continues a valid B3
+context first, else a valid W3C `traceparent`, and writes both formats naming the same span; `b3` and
+`w3c` read and write one format and leave the other's headers untouched.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from sidecar.tracing import b3
+from sidecar.tracing import b3, w3c
 from sidecar.tracing.custom_tags import TagRule, add_custom_tags
 from sidecar.tracing.custom_tags import header_names as tag_header_names
 from sidecar.tracing.encoding import JSON, Encoding
@@ -22,7 +26,15 @@ from sidecar.tracing.request_id import is_valid_request_id, new_request_id
 from sidecar.tracing.sampling import CLIENT_TRACE_ID, Sampling
 from sidecar.tracing.span import Span, SpanKind, http_url, zipkin_endpoint
 
-__all__ = ["TRACE_HEADER_NAMES", "Decision", "SpanKind", "Tracer", "TracerSettings"]
+__all__ = [
+    "TRACE_CONTEXT_MODES",
+    "TRACE_HEADER_NAMES",
+    "Decision",
+    "SpanKind",
+    "Tracer",
+    "TracerSettings",
+    "header_names_for",
+]
 
 REQUEST_ID = b"x-request-id"
 
@@ -33,6 +45,22 @@ TRACE_HEADER_NAMES: frozenset[bytes] = frozenset(
     {REQUEST_ID, b3.B3_SINGLE, b3.TRACE_ID, b3.SPAN_ID, b3.PARENT_SPAN_ID, b3.SAMPLED, b3.FLAGS}
 )
 _ONLY_REQUEST_ID = frozenset({REQUEST_ID})
+_PAD = "0" * 16  # the high half of a 64-bit trace id written as 128 bits
+_W3C_NAMES = frozenset({w3c.TRACEPARENT, w3c.TRACESTATE})
+
+#: `--trace-context` modes: which propagation formats are read and written. `b3` leaves `traceparent`
+#: and `tracestate` untouched, `w3c` leaves the B3 headers untouched.
+TRACE_CONTEXT_MODES = ("b3+w3c", "b3", "w3c")
+_NAMES_BY_MODE: dict[str, frozenset[bytes]] = {
+    "b3+w3c": TRACE_HEADER_NAMES | _W3C_NAMES,
+    "b3": TRACE_HEADER_NAMES,
+    "w3c": _ONLY_REQUEST_ID | _W3C_NAMES,
+}
+
+
+def header_names_for(trace_context: str) -> frozenset[bytes]:
+    """The trace headers read, and replaced, in a `--trace-context` mode."""
+    return _NAMES_BY_MODE[trace_context]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +75,11 @@ class TracerSettings:
     client_sampling: float = 100.0  # percent of requests with x-client-trace-id (tracing/sampling.py)
     random_sampling: float = 100.0  # percent of the others
     tags: tuple[TagRule, ...] = ()  # custom tags on every span (tracing/custom_tags.py)
+    trace_context: str = "b3+w3c"  # one of TRACE_CONTEXT_MODES
+
+    def __post_init__(self) -> None:
+        if self.trace_context not in _NAMES_BY_MODE:
+            raise ValueError(f"trace context {self.trace_context!r}: choose {', '.join(TRACE_CONTEXT_MODES)}")
 
 
 @dataclass(slots=True)
@@ -81,7 +114,13 @@ class Tracer:
         self.settings = settings
         # What the proxy collects from a request head for `start`: per tracer, since the propagation
         # formats and the tags read from request headers depend on its settings.
-        self.header_names: frozenset[bytes] = TRACE_HEADER_NAMES
+        self.header_names: frozenset[bytes] = (
+            header_names_for(settings.trace_context) if settings is not None else TRACE_HEADER_NAMES
+        )
+        mode = settings.trace_context if settings is not None else "b3"
+        self._b3 = mode != "w3c"
+        self._remove = _NAMES_BY_MODE[mode]  # what `start` rewrites; header_names may read more (tags)
+        self._w3c = mode != "b3"
         self._sampling = Sampling()
         self._tags: tuple[TagRule, ...] = ()
         if settings is not None:
@@ -127,12 +166,20 @@ class Tracer:
         if settings is None:
             return Decision(request_id, "", "", False, [(REQUEST_ID, raw_id)], _ONLY_REQUEST_ID, None)
 
-        ctx = b3.extract(incoming)
+        # Extraction: a B3 context wins (as in Envoy); else a valid traceparent is continued; else a root.
+        ctx = b3.extract(incoming) if self._b3 else None
+        parent: w3c.TraceParent | None = None
+        if self._w3c:
+            raw_parent = incoming.get(w3c.TRACEPARENT)
+            if raw_parent is not None:
+                parent = w3c.parse_traceparent(raw_parent)
         debug = ctx is not None and ctx.debug
         if debug:
             sampled = True
         elif ctx is not None and ctx.sampled is not None:
             sampled = ctx.sampled
+        elif parent is not None and (ctx is None or ctx.trace_id is None):
+            sampled = bool(parent.flags & w3c.SAMPLED_FLAG)
         else:
             sampled = self._sampling.decide(request_id, CLIENT_TRACE_ID in incoming, self._rng)
 
@@ -143,15 +190,28 @@ class Tracer:
                 span_id, parent_id, shared = ctx.span_id, ctx.parent_id, True
             else:
                 span_id, parent_id = hex64(new_id64(self._rng)), ctx.span_id
+        elif parent is not None:
+            # W3C has no shared span context: the span is always a child of the caller's parent-id.
+            trace_id = parent.trace_id
+            if trace_id.startswith(_PAD):
+                trace_id = trace_id[16:]  # a 64-bit id left-padded: the same id the B3 headers carry
+            span_id, parent_id = hex64(new_id64(self._rng)), parent.parent_id
         else:
             root = new_id64(self._rng)
             span_id, parent_id = hex64(root), None
             trace_id = hex64(new_id64(self._rng)) + span_id if settings.trace_id_128bit else span_id
 
         headers = [(REQUEST_ID, raw_id)]
-        headers += b3.format_multi(trace_id, span_id, parent_id, sampled, debug)
-        if settings.single_header:
-            headers.append((b3.B3_SINGLE, b3.format_single(trace_id, span_id, parent_id, sampled, debug)))
+        if self._b3:
+            headers += b3.format_multi(trace_id, span_id, parent_id, sampled, debug)
+            if settings.single_header:
+                headers.append((b3.B3_SINGLE, b3.format_single(trace_id, span_id, parent_id, sampled, debug)))
+        if self._w3c:
+            if parent is None:  # the usual case: a new trace, or a B3 caller without traceparent
+                flags = w3c.SAMPLED_FLAG if sampled else 0
+                headers.append((w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags)))
+            else:
+                headers += self._w3c_headers(incoming, parent, trace_id, span_id, sampled)
 
         span = None
         if sampled:
@@ -193,7 +253,33 @@ class Tracer:
             )
         if span is not None and self._tags:
             add_custom_tags(span.tags, self._tags, incoming)
-        return Decision(request_id, trace_id, span_id, sampled, headers, TRACE_HEADER_NAMES, span, debug)
+        return Decision(request_id, trace_id, span_id, sampled, headers, self._remove, span, debug)
+
+    @staticmethod
+    def _w3c_headers(
+        incoming: Mapping[bytes, bytes],
+        parent: w3c.TraceParent,
+        trace_id: str,
+        span_id: str,
+        sampled: bool,
+    ) -> list[tuple[bytes, bytes]]:
+        """One traceparent naming this hop's span, and the incoming tracestate when its trace goes on.
+
+        The flags carry the decision's sampled bit; an incoming traceparent of the same trace keeps its
+        other bits (Level 2's random bit). A traceparent of another trace (B3 won) was not continued:
+        its tracestate is dropped.
+        """
+        flags = w3c.SAMPLED_FLAG if sampled else 0
+        if parent.trace_id != (trace_id if len(trace_id) == 32 else _PAD + trace_id):
+            return [(w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags))]
+        flags |= parent.flags & ~w3c.SAMPLED_FLAG
+        out = [(w3c.TRACEPARENT, w3c.format_traceparent(trace_id, span_id, flags))]
+        raw_state = incoming.get(w3c.TRACESTATE)
+        if raw_state is not None:
+            state = w3c.parse_tracestate(raw_state)
+            if state is not None:
+                out.append((w3c.TRACESTATE, state))
+        return out
 
     def finish(
         self,

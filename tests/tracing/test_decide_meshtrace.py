@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sidecar.tracing.custom_tags import TagRule
-from sidecar.tracing.decide import TRACE_HEADER_NAMES, Decision, TracerSettings
+from sidecar.tracing.decide import TRACE_HEADER_NAMES, Decision, TracerSettings, header_names_for
 from sidecar.tracing.sampling import CLIENT_TRACE_ID
 from tests.tracing.conftest import make_tracer
 
@@ -82,6 +82,6 @@ def test_custom_tags_on_every_span(kind: str) -> None:
 
 def test_no_custom_tags_and_no_extra_headers_by_default() -> None:
     tracer, _ = make_tracer(TracerSettings())
-    assert tracer.header_names == TRACE_HEADER_NAMES
+    assert tracer.header_names == header_names_for("b3+w3c")  # the default mode's, nothing more
     d = start(TracerSettings())
     assert d.span is not None and "team" not in d.span.tags
