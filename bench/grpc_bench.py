@@ -1,7 +1,7 @@
 """gRPC unary calls: a grpcio client → (sidecar) → a grpcio server, against the same server called directly.
 
     .venv/bin/python bench/grpc_bench.py                       # grpcio client, 3 rounds x 5 s
-    .venv/bin/python bench/grpc_bench.py --load h2load         # h2load -c 4 -m 16 (ANCHORS.md's load)
+    .venv/bin/python bench/grpc_bench.py --load h2load         # h2load -c 4 -m 16 (the load the peers were measured with)
 
 Peers: `direct`; `sidecar-0` and `sidecar-100` (an inbound tagged kuma.io/protocol: grpc, sampling 0 and
 100 %, spans to bench/sink.py), on libnghttp2; `--codecs nghttp2,h2` adds `sidecar-0-h2`, `sidecar-100-h2`. The grpcio client runs in its own process with `--callers` concurrent

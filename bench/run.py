@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.load import PERCENTILES, LoadResult, RateResult, run_load, run_rate  # noqa: E402
 from tests.util import free_port  # noqa: E402
 
-# Issue 13's goals at saturation (the fixed-rate goals are read off the --rates table).
+# The performance goals at saturation (the fixed-rate goals are read off the --rates table).
 GOALS = {
     "throughput >= 0.4x nginx": lambda r: r["sidecar-100"]["rps"] >= 0.4 * r["nginx"]["rps"],
     "throughput >= 12x naive": lambda r: r["sidecar-100"]["rps"] >= 12 * r["naive"]["rps"],

@@ -1,6 +1,6 @@
 """Framing property harness: client bytes → proxy → an independent strict upstream (h11), all in memory.
 
-The property (issue 10): the requests the upstream parses are exactly the requests the client gets
+The property: the requests the upstream parses are exactly the requests the client gets
 answers to, in order and with the same boundaries, whatever bytes the client sends. The upstream is
 python-hyper's h11 (not the proxy's llhttp), it answers every request it parses with its sequence number
 and a digest of what it read, and upstream connections are pooled across clients like the real pool, so a

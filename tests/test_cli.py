@@ -1,4 +1,4 @@
-"""The CLI contract of validate and inspect (DESIGN.md section 4), as scripts would use it."""
+"""The CLI contract of validate and inspect, as scripts would use it."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_validate_problems_one_line_each_exit_1(tmp_path: Path, capsys: pytest.C
         f"{bad}:6: Mesh/default: tracing.backends[0].sampling: has to be in [0.0 - 100.0] range, got 101",
         f'{bad}:8: Mesh/default: tracing.backends[0].conf.url: port has to be explicitly specified: "http://x/"',
     ]
-    # DESIGN.md's `FILE: KIND/NAME: FIELD.PATH: message` still splits the same way, FILE carrying :LINE.
+    # The contract's `FILE: KIND/NAME: FIELD.PATH: message` still splits the same way, FILE carrying :LINE.
     for line in lines:
         file, resource, path, _ = line.split(": ", 3)
         assert (

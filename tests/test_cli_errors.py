@@ -1,4 +1,4 @@
-"""Every user mistake is one clear line on stderr and a non-zero exit, never a traceback (issue 10).
+"""Every user mistake is one clear line on stderr and a non-zero exit, never a traceback.
 
 Each case runs `python -m sidecar` as a subprocess, as a user would; busy ports are held by this process.
 """

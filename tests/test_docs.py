@@ -122,3 +122,25 @@ def test_no_doc_cites_team_notes_or_issue_numbers() -> None:
         assert not re.search(
             r"(?i)\bissue \d+\b(?! ?\d)", re.sub(r"envoy issue \d+", "", text, flags=re.I)
         ), doc
+
+
+def test_no_source_cites_team_notes_or_issue_numbers() -> None:
+    """Code, tests, benchmarks and fuzz targets say what a reader needs, not where a team note said it."""
+    sources = [
+        p
+        for d in ("sidecar", "tests", "bench", "fuzz", "scripts", "deploy", "demo")
+        for p in (ROOT / d).rglob("*")
+    ]
+    checked = 0
+    for path in sources:
+        if (
+            path.suffix not in (".py", ".yaml", ".yml", ".sh", "")
+            or not path.is_file()
+            or "__pycache__" in path.parts
+        ):
+            continue
+        text = path.read_text(errors="replace")
+        assert not re.search(r"\b(DESIGN|ANCHORS|KUMA|STYLE)\.md\b", text), path
+        assert not re.search(r"(?i)(?<!envoy )\bissue \d+", text), path
+        checked += 1
+    assert checked > 100

@@ -1,4 +1,5 @@
-"""Which TrafficTrace applies to a dataplane: Kuma's Dataplane-policy matcher (KUMA.md section 2).
+"""Which TrafficTrace applies to a dataplane: Kuma's Dataplane-policy matcher
+(kumahq/kuma pkg/core/policy/dataplane_matcher.go).
 
 A selector matches when ONE inbound's tags carry every key of it, with an equal value or `*`. Its rank is
 (number of tags, number of exact values); a policy ranks as its best matching selector. Candidates are

@@ -5,7 +5,7 @@ else from the one TrafficTrace that matches it (config/match.py); both give the 
 past this module knows which policy kind it came from.
 
 The snapshot is what every I/O layer consumes and what `sidecar inspect` and `/config_dump` print
-(DESIGN.md section 4); its JSON keys are a public contract.
+(docs/configuration.md); its JSON keys are a public contract.
 
 Endpoints of an outbound, in order: the inbounds of the other Dataplanes carrying its service, then the
 ExternalServices tagged with it. A service named the way Kuma names Kubernetes Services,
@@ -110,7 +110,7 @@ class Snapshot:
         return f"{self.mesh}.{self.dataplane}"
 
     def to_json(self) -> dict[str, Any]:
-        """The inspect / config_dump document (DESIGN.md section 4)."""
+        """The inspect / config_dump document: a public contract, keys are only ever added."""
         mesh_trace = self.policy == "MeshTrace"
         doc: dict[str, Any] = {
             "mesh": self.mesh,

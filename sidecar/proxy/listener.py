@@ -177,7 +177,7 @@ class TcpListener(Listener):
 
 
 def listener_class(protocol: str) -> type[Listener]:
-    """The listener for a `kuma.io/protocol` value (DESIGN.md section 1's table)."""
+    """The listener for a `kuma.io/protocol` value (docs/traffic.md's protocol table)."""
     if protocol in H2_PROTOCOLS:
         return H2Listener
     return HttpListener if protocol in TRACED_PROTOCOLS else TcpListener

@@ -127,7 +127,7 @@ def field_prefix(form: str) -> str:
     return "spec." if form == "kubernetes" else ""
 
 
-# `FILE:LINE: KIND/NAME: FIELD.PATH: message`, the problem line format (DESIGN.md section 4, plus :LINE).
+# `FILE:LINE: KIND/NAME: FIELD.PATH: message`, the problem line format (the CLI contract, plus :LINE).
 PROBLEM = re.compile(
     r"^(?P<file>.+?):(?P<line>\d+): (?P<resource>[^ :]+/[^ :]+): (?P<field>[^ ]+): (?P<message>.*)$"
 )

@@ -1,5 +1,5 @@
 """Framing decisions, each a row: the strict upstream (h11) must parse exactly the requests the client
-gets answers to, on a warm pool shared with the next client (issue 10's smuggling and stall cases)."""
+gets answers to, on a warm pool shared with the next client (the smuggling and stall cases)."""
 
 from __future__ import annotations
 

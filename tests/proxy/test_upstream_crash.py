@@ -1,4 +1,4 @@
-"""An upstream killed with SIGKILL while requests are in flight (issue 10's unexplained 504s): every
+"""An upstream killed with SIGKILL while requests are in flight (once seen as unexplained 504s): every
 in-flight request is answered at once with 503 (UR, or UF when the retry on a fresh connection finds
 nothing listening), never with a 504 after the upstream timeout; later requests get 503 UF."""
 
