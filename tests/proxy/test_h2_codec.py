@@ -7,7 +7,8 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.proxy import ProxySettings, h2_nghttp2
-from sidecar.proxy.h2_base import H2Connection, codec_name, new_codec
+from sidecar.proxy.h2_codec import codec_name, new_codec
+from sidecar.proxy.h2_hyper import H2Connection
 
 needs_nghttp2 = pytest.mark.skipif(not h2_nghttp2.available(), reason="libnghttp2 does not load here")
 
