@@ -74,6 +74,11 @@ class _GoawayKeepsOpen(h2.connection.H2ConnectionStateMachine):
 class H2Connection(h2.connection.H2Connection):
     """h2's connection as the proxy drives it (see the module doc)."""
 
+    # How many closed streams h2 remembers (to tell a frame on a stream it reset, a stream error, from one
+    # on a stream never opened or ended, a connection error): 1024 as for nghttp2, not h2's 65536
+    # (about 10 MB a connection once that many streams have passed).
+    MAX_CLOSED_STREAMS = 1024
+
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config)
         self.state_machine = _GoawayKeepsOpen()

@@ -601,7 +601,13 @@ class NgConnection:
             return
         self._drop(stream_id)
         if not self.lib.nghttp2_session_find_stream(self.session, stream_id):
-            raise h2.exceptions.StreamClosedError(stream_id)  # nothing to reset, nothing to remember
+            if stream_id not in self._responded:
+                raise h2.exceptions.StreamClosedError(stream_id)  # nothing to reset, nothing to remember
+            # Submitted, its HEADERS not sent yet: nghttp2 cancels them, the stream never opens.
+            self._responded.discard(stream_id)
+            rv = self.lib.nghttp2_submit_rst_stream(self.session, 0, stream_id, error_code)
+            self._check(rv, "submit_rst_stream")
+            return
         self._reset_told.add(stream_id)
         self._check(
             self.lib.nghttp2_submit_rst_stream(self.session, 0, stream_id, error_code), "submit_rst_stream"

@@ -92,6 +92,7 @@ class H2Upstream(H2Peer):
             if self.h2.stream_errors:  # malformed responses: counted, their streams fail as reset
                 self.pool.protocol_errors += len(self.h2.stream_errors)
                 self.h2.stream_errors.clear()
+            events = _without_failed(events)
             for event in events:
                 self._dispatch(event)
         finally:
@@ -284,3 +285,17 @@ class H2Pool:
             for conn in list(conns):
                 conn.close()
         self._conns.clear()
+
+
+def _without_failed(events: list[h2.events.Event]) -> list[h2.events.Event]:
+    """A stream our codec reset in this read (its response malformed, say a body over its
+    content-length) loses what came before the reset in the same read: its head is not relayed,
+    so the client gets the 502 rather than a response cut short."""
+    failed = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset) and not e.remote_reset}
+    if not failed:
+        return events
+    return [
+        e
+        for e in events
+        if isinstance(e, h2.events.StreamReset) or getattr(e, "stream_id", None) not in failed
+    ]
