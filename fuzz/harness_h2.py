@@ -3,8 +3,8 @@
 Each case runs on one of the HTTP/2 codecs (h2, and libnghttp2 where it loads). The connection is an
 `http` listener's (HTTP/2 client, HTTP/1.1 upstream) in front of the strict h11
 origin of fuzz/framing.py, so streams that parse go all the way through and back. The property: no
-exception escapes the protocol, everything written is well-formed HTTP/2 framing, and a connection the
-proxy closes ends with GOAWAY.
+exception escapes the protocol, everything written is well-formed HTTP/2 framing, a connection the
+proxy closes ends with GOAWAY, and one that got a GOAWAY with an error code is closed.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ async def feed_h2(
 def check_h2(out: bytes, closed: bool) -> None:
     """Everything written parses as frames; a close is preceded by a GOAWAY."""
     last: Frame | None = None
+    error = False
     data = memoryview(out)
     while data:
         assert len(data) >= 9, "a truncated frame header"
@@ -54,6 +55,8 @@ def check_h2(out: bytes, closed: bool) -> None:
         assert len(data) >= 9 + length, "a truncated frame body"
         frame.parse_body(data[9 : 9 + length])
         last = frame
+        error = error or (isinstance(frame, GoAwayFrame) and frame.error_code != 0)
         data = data[9 + length :]
     if closed:
         assert isinstance(last, GoAwayFrame), f"closed after {last!r}"
+    assert closed or not error, "a connection error (GOAWAY with an error code) left the connection open"
