@@ -353,7 +353,7 @@ class NgConnection:
         self._events = events = list[h2.events.Event]()
         try:
             n = self.lib.nghttp2_session_mem_recv(self.session, data, len(data))
-            if n >= 0 and self._failure is None:
+            if n >= 0 and self._failure is None and self.lib.nghttp2_session_want_write(self.session):
                 # What nghttp2 queued in answer goes out now: a stream it reset closes here, while
                 # its StreamReset can still join this read's events.
                 self._pending += self._mem_send()

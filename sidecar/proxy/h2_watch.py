@@ -24,28 +24,53 @@ class HeaderBlockWatch:
 
     def feed(self, data: bytes) -> None:
         pos, size = 0, len(data)
-        while pos < size:
-            if self._skip:
-                take = min(self._skip, size - pos)
-                self._skip -= take
-                pos += take
-                if not self._skip and self._ends:
-                    self.open = self._ends = False
-                continue
-            head = self._head + data[pos : pos + _FRAME_HEADER - len(self._head)]
-            pos += len(head) - len(self._head)
+        if self._head:  # the rest of a frame header that came in part
+            head = self._head + data[: _FRAME_HEADER - len(self._head)]
+            pos = len(head) - len(self._head)
             if len(head) < _FRAME_HEADER:
-                self._head = head
-                if head[3:4] and head[3] == _HEADERS:
-                    self.open = True
+                self._partial(head)
                 return
             self._head = b""
-            kind, flags = head[3], head[4]
+            self._frame(head[3], head[4], int.from_bytes(head[:3], "big"))
+        skip = self._skip
+        while True:  # whole frame headers read in place: the common case, kept cheap
+            if skip:
+                if skip > size - pos:
+                    self._skip = skip - (size - pos)
+                    return
+                pos += skip
+                skip = 0
+                if self._ends:
+                    self.open = self._ends = False
+            if pos >= size:
+                self._skip = 0
+                return
+            if size - pos < _FRAME_HEADER:
+                self._skip = 0
+                self._partial(data[pos:])
+                return
+            kind, flags = data[pos + 3], data[pos + 4]
+            skip = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+            pos += _FRAME_HEADER
             if kind == _HEADERS or (kind == _CONTINUATION and self.open):
                 self.open = True
                 self._ends = bool(flags & _END_HEADERS)
+                if not skip and self._ends:
+                    self.open = self._ends = False
             else:
                 self.open = self._ends = False
-            self._skip = int.from_bytes(head[:3], "big")
-            if not self._skip and self._ends:
-                self.open = self._ends = False
+
+    def _partial(self, head: bytes) -> None:
+        self._head = head
+        if len(head) > 3 and head[3] == _HEADERS:
+            self.open = True
+
+    def _frame(self, kind: int, flags: int, length: int) -> None:
+        if kind == _HEADERS or (kind == _CONTINUATION and self.open):
+            self.open = True
+            self._ends = bool(flags & _END_HEADERS)
+        else:
+            self.open = self._ends = False
+        self._skip = length
+        if not length and self._ends:
+            self.open = self._ends = False
