@@ -16,13 +16,13 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from fuzz.framing import new_run, settle
 from fuzz.harness import FakeTransport
-from sidecar.proxy import h2_nghttp2
+from sidecar.proxy.h2_codec import PREFERENCE, unavailable
 from sidecar.proxy.http2 import H2Downstream
 
 
 def codecs() -> list[str]:
-    """The HTTP/2 codecs this machine can run: both parse what the client sends."""
-    return ["nghttp2", "h2"] if h2_nghttp2.available() else ["h2"]
+    """The HTTP/2 codecs this machine can run: each parses what the client sends."""
+    return [name for name in PREFERENCE if unavailable(name) is None]
 
 
 async def feed_h2(
