@@ -102,3 +102,26 @@ def test_codec_names_come_from_one_place() -> None:
     with pytest.raises(ValueError, match="choose auto, nghttp2 or h2"):
         h2_codec.parse_choice("nghttp3")
     assert set(h2_codec.PREFERENCE) == set(h2_codec.DESCRIPTIONS) == set(h2_codec.CHOICES) - {"auto"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, 10.0),
+        (["--request-headers-timeout", "2.5"], {}, 2.5),
+        ([], {"SIDECAR_REQUEST_HEADERS_TIMEOUT": "4"}, 4.0),
+    ],
+    ids=["default", "flag", "variable"],
+)
+def test_request_headers_timeout_reaches_the_proxy_settings(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], expected: float
+) -> None:
+    import sidecar.serve
+
+    got: list[ProxySettings] = []
+    monkeypatch.setattr(sidecar.serve, "setup_logging", lambda level: None)
+    monkeypatch.setattr(sidecar.serve, "run", lambda options: got.append(options.proxy) or 0)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "--config", "c", "--dataplane", "d", "--h2-codec", "h2", *argv]) == 0
+    assert got[0].header_timeout == expected
