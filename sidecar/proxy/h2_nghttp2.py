@@ -345,12 +345,13 @@ class NgConnection:
         self._drop(stream_id)
         self._heads.discard(stream_id)
         self._responded.discard(stream_id)
-        if error_code:
+        told = stream_id in self._reset_told
+        if error_code or told:  # reset, by either side (ours may say NO_ERROR): late frames are ignored
             recent = self._recent_resets
             recent[stream_id] = None
             if len(recent) > _RECENT_RESETS:
                 del recent[next(iter(recent))]
-            if stream_id not in self._reset_told:
+            if not told:
                 reset = h2.events.StreamReset(
                     stream_id=stream_id, error_code=_code(error_code), remote_reset=False
                 )

@@ -268,12 +268,14 @@ def test_every_library_error_of_a_read_is_counted() -> None:
 
 
 # Late trailers, stream ids, bookkeeping ----------------------------------------------------------
-def test_late_trailers_for_a_stream_just_reset_are_ignored() -> None:
-    """Before: a connection error (stream id too low) that cut every other stream."""
+@pytest.mark.parametrize("code", [h2.errors.ErrorCodes.CANCEL, h2.errors.ErrorCodes.NO_ERROR])
+def test_late_trailers_for_a_stream_just_reset_are_ignored(code: h2.errors.ErrorCodes) -> None:
+    """Before: a connection error (stream id too low) that cut every other stream. NO_ERROR is the
+    reset that ends a request the response finished early."""
     conn = codec()
     enc = hpack.Encoder()
     conn.receive_data(client_start() + headers(enc, 1, POST) + headers(enc, 3, GET, "END_STREAM"))
-    conn.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+    conn.reset_stream(1, code)
     conn.data_to_send()
     events = conn.receive_data(
         headers(enc, 1, [("grpc-status", "0")], "END_STREAM") + PingFrame(0).serialize()
