@@ -149,8 +149,11 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
 async def read_to_close(reader: asyncio.StreamReader, timeout: float) -> list[Frame]:
     data = b""
     async with asyncio.timeout(timeout):
-        while chunk := await reader.read(65536):
-            data += chunk
+        try:
+            while chunk := await reader.read(65536):
+                data += chunk
+        except ConnectionResetError:  # closed while the client was still writing: the kernel resets
+            pass
     out = []
     while len(data) >= 9:
         frame, length = Frame.parse_frame_header(memoryview(data[:9]))
