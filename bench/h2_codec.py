@@ -29,7 +29,7 @@ import h2.events
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sidecar.proxy.h2_base import H2Connection, h2_config  # noqa: E402
+from sidecar.proxy.h2_hyper import H2Connection, h2_config  # noqa: E402
 
 Headers = list[tuple[bytes, bytes]]
 

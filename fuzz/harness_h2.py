@@ -3,8 +3,8 @@
 Each case runs on one of the HTTP/2 codecs (h2, and libnghttp2 where it loads). The connection is an
 `http` listener's (HTTP/2 client, HTTP/1.1 upstream) in front of the strict h11
 origin of fuzz/framing.py, so streams that parse go all the way through and back. The property: no
-exception escapes the protocol, everything written is well-formed HTTP/2 framing, and a connection the
-proxy closes ends with GOAWAY.
+exception escapes the protocol, everything written is well-formed HTTP/2 framing, a connection the
+proxy closes ends with GOAWAY, and one that got a GOAWAY with an error code is closed.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from hyperframe.frame import Frame, GoAwayFrame
 
 from fuzz.framing import new_run, settle
 from fuzz.harness import FakeTransport
-from sidecar.proxy import h2_nghttp2
+from sidecar.proxy.h2_codec import PREFERENCE, unavailable
 from sidecar.proxy.http2 import H2Downstream
 
 
 def codecs() -> list[str]:
-    """The HTTP/2 codecs this machine can run: both parse what the client sends."""
-    return ["nghttp2", "h2"] if h2_nghttp2.available() else ["h2"]
+    """The HTTP/2 codecs this machine can run: each parses what the client sends."""
+    return [name for name in PREFERENCE if unavailable(name) is None]
 
 
 async def feed_h2(
@@ -47,6 +47,7 @@ async def feed_h2(
 def check_h2(out: bytes, closed: bool) -> None:
     """Everything written parses as frames; a close is preceded by a GOAWAY."""
     last: Frame | None = None
+    error = False
     data = memoryview(out)
     while data:
         assert len(data) >= 9, "a truncated frame header"
@@ -54,6 +55,8 @@ def check_h2(out: bytes, closed: bool) -> None:
         assert len(data) >= 9 + length, "a truncated frame body"
         frame.parse_body(data[9 : 9 + length])
         last = frame
+        error = error or (isinstance(frame, GoAwayFrame) and frame.error_code != 0)
         data = data[9 + length :]
     if closed:
         assert isinstance(last, GoAwayFrame), f"closed after {last!r}"
+    assert closed or not error, "a connection error (GOAWAY with an error code) left the connection open"

@@ -1,6 +1,8 @@
 """Hypothesis strategies for an HTTP/2 client's byte stream: the preface (usually), then frames built
 with hyperframe from the parts the defences are about (header blocks, flags, stream ids, windows,
-resets, CONTINUATION, PING/SETTINGS), sometimes a raw or mutated tail, cut into arbitrary chunks."""
+resets, CONTINUATION, PING/SETTINGS), the shapes that make a server reset streams itself (MadeYouReset),
+frames of a length their type forbids, late trailers after a reset, sometimes a raw or mutated tail,
+cut into arbitrary chunks."""
 
 from __future__ import annotations
 
@@ -87,7 +89,38 @@ def _frame() -> st.SearchStrategy[bytes]:
         frame.depends_on = depends
         return frame.serialize()
 
+    def bad_length(kind: int, length: int, sid: int) -> bytes:
+        """A frame whose length its type forbids (SETTINGS not a multiple of 6, PING not 8, ...): a
+        connection error nghttp2 handles without telling any callback."""
+        return length.to_bytes(3, "big") + bytes([kind, 0]) + sid.to_bytes(4, "big") + b"\0" * length
+
+    def made_you_reset(sid: int, how: int) -> bytes:
+        """A stream opened, then one of the frames that make the server reset it (MadeYouReset)."""
+        post = HeadersFrame(sid or 1)
+        fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+        post.data = hpack.Encoder().encode([*fields, (b"content-length", b"1")])
+        post.flags.add("END_HEADERS")
+        if how == 1:
+            post.flags.add("END_STREAM")
+        out = post.serialize()
+        if how == 0:  # the server's send window pushed past 2^31-1
+            return out + window(sid or 1, 2**31 - 1)
+        if how == 1:  # DATA on a stream the client has half-closed
+            return out + data(sid or 1, 1, [])
+        return out + data(sid or 1, 2, ["END_STREAM"])  # a body over its content-length
+
+    def late_trailers(sid: int) -> bytes:
+        """A stream, its reset, then its trailers (sent before the client saw a reset, say)."""
+        trailers = HeadersFrame(sid or 1)
+        trailers.data = hpack.Encoder().encode([(b"grpc-status", b"0")])
+        trailers.flags.add("END_HEADERS")
+        trailers.flags.add("END_STREAM")
+        return headers(sid, [], True, ["END_HEADERS"]) + reset(sid, 8) + trailers.serialize()
+
     return st.one_of(
+        st.builds(bad_length, st.sampled_from([2, 3, 4, 6, 8]), st.sampled_from([0, 3, 5, 7, 9]), STREAM_IDS),
+        st.builds(made_you_reset, STREAM_IDS, st.integers(0, 2)),
+        st.builds(late_trailers, STREAM_IDS),
         st.builds(headers, STREAM_IDS, st.lists(st.sampled_from(FIELDS), max_size=5), st.booleans(), flags),
         st.builds(data, STREAM_IDS, st.sampled_from([0, 1, 100, 16384, 20000]), flags),
         st.builds(continuation, STREAM_IDS, st.binary(max_size=20), flags),

@@ -87,10 +87,9 @@ def _otlp_endpoint(text: str) -> str:
 
 
 def _codec(text: str) -> str:
-    choice = text.strip().lower()
-    if choice not in ("auto", "nghttp2", "h2"):
-        raise ValueError(f"{text!r}: choose auto, nghttp2 or h2")
-    return choice
+    from sidecar.proxy.h2_codec import parse_choice
+
+    return parse_choice(text)
 
 
 def _underscores(text: str) -> str:
@@ -124,6 +123,7 @@ RUN_OPTIONS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "max_header_kb": (_number(int, 1, 8192), None),
     "max_headers": (_number(int, 1, 10000), None),
     "stream_idle_timeout": (_positive, None),
+    "request_headers_timeout": (_positive, None),
     "h2_codec": (_codec, "auto"),
     "headers_with_underscores": (_underscores, None),
     "lag_probe_interval": (_number(float, 0.001, 60), 0.1),
@@ -226,6 +226,7 @@ def _parser() -> argparse.ArgumentParser:
     add(data, "max_header_kb", "KB", "request head size limit (60)")
     add(data, "max_headers", "N", "request header count limit (100)")
     add(data, "stream_idle_timeout", "SECONDS", "an HTTP/2 stream with no frame either way ends (300)")
+    add(data, "request_headers_timeout", "SECONDS", "to receive a request head, HTTP/1.1 or HTTP/2 (10)")
     add(data, "h2_codec", "CODEC", "HTTP/2 codec: nghttp2, h2 or auto (nghttp2 if found)")
     add(
         data,
@@ -422,7 +423,8 @@ def _reporter(values: dict[str, Any], source: dict[str, str]) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sidecar.proxy import ProxySettings, h2_nghttp2
+    from sidecar.proxy import ProxySettings
+    from sidecar.proxy.h2_codec import unavailable
     from sidecar.proxy.head import UnderscoreAction
     from sidecar.runtime import RunOptions
     from sidecar.serve import run, setup_logging
@@ -441,6 +443,7 @@ def _run(args: argparse.Namespace) -> int:
         "max_header_bytes": values["max_header_kb"] * 1024 if values["max_header_kb"] else None,
         "max_headers": values["max_headers"],
         "stream_idle_timeout": values["stream_idle_timeout"],
+        "header_timeout": values["request_headers_timeout"],
         "h2_codec": values["h2_codec"],
         "headers_with_underscores": (
             UnderscoreAction(values["headers_with_underscores"])
@@ -449,8 +452,9 @@ def _run(args: argparse.Namespace) -> int:
         ),
     }
     proxy = ProxySettings(**{k: v for k, v in proxy_changes.items() if v is not None})
-    if proxy.h2_codec == "nghttp2" and not h2_nghttp2.available():
-        print(f"sidecar run: {flag('h2_codec')} nghttp2: {h2_nghttp2.load_error()}", file=sys.stderr)
+    why = unavailable(proxy.h2_codec)
+    if why is not None:
+        print(f"sidecar run: {flag('h2_codec')} {proxy.h2_codec}: {why}", file=sys.stderr)
         return 2
     admin_host, admin_port = values["admin_address"]
     options = RunOptions(

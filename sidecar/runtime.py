@@ -31,7 +31,7 @@ from sidecar.config.address import join_host_port
 from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
 from sidecar.proxy.access_log import AccessLog
-from sidecar.proxy.h2_base import codec_name
+from sidecar.proxy.h2_codec import codec_name
 from sidecar.reporting import Reporter, ReporterSettings, otlp_transport
 from sidecar.tracing.custom_tags import TagRule
 from sidecar.tracing.decide import Tracer, TracerSettings

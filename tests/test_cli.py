@@ -214,6 +214,7 @@ BAD_VALUES = {
     "max_header_kb": "0",
     "max_headers": "-1",
     "stream_idle_timeout": "0",
+    "request_headers_timeout": "0",
     "h2_codec": "nghttp3",
     "headers_with_underscores": "strip",
     "lag_probe_interval": "0.0001",

@@ -28,7 +28,7 @@ _BODIES = {
 STATUS_FOR_FLAG = {
     UPSTREAM_CONNECT_FAILURE: 503,
     UPSTREAM_RESET: 503,
-    UPSTREAM_PROTOCOL_ERROR: 502,
+    UPSTREAM_PROTOCOL_ERROR: 502,  # a malformed response or a broken upstream connection (Envoy: 502)
     NO_HEALTHY_UPSTREAM: 503,
     UPSTREAM_TIMEOUT: 504,
 }

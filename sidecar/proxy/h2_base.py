@@ -13,17 +13,13 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import cast
 
-import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
-import h2.settings
-from h2.connection import ConnectionInputs, ConnectionState
 
-from sidecar.proxy import h2_nghttp2
+from sidecar.proxy.h2_codec import new_codec
 from sidecar.proxy.head import Headers
 from sidecar.proxy.settings import ProxySettings
 
@@ -45,105 +41,6 @@ class _SendQueue:
         self.end = False  # end the stream once the chunks are out
         self.trailers: Headers | None = None
         self.reset_after: int | None = None  # then reset it with this code
-
-
-def h2_config(*, client_side: bool) -> h2.config.H2Configuration:
-    """A client's headers are validated by h2 (pseudo-headers, connection-specific fields, characters):
-    that side is the hostile one. An upstream's response headers are not (h2 checks them character by
-    character in Python, the largest single cost of a proxied gRPC call): the upstream is the local app
-    or a peer sidecar, and what is relayed is filtered by `head.h2_response_from_h2` all the same.
-    Outbound headers come from validated input or from us, so h2 need not check them again."""
-    return h2.config.H2Configuration(
-        client_side=client_side,
-        header_encoding=None,
-        validate_inbound_headers=not client_side,
-        normalize_inbound_headers=not client_side,
-        validate_outbound_headers=False,
-        normalize_outbound_headers=False,
-    )
-
-
-class _GoawayKeepsOpen(h2.connection.H2ConnectionStateMachine):
-    """h2 closes a connection's state machine when a GOAWAY arrives, and then refuses every frame
-    either way. RFC 9113 6.8 says the streams up to the GOAWAY's last-stream-id may still finish: a
-    gRPC server stopping with a grace period answers its calls after the GOAWAY, a client may say
-    goodbye with calls open. So a GOAWAY received leaves an open connection open; which streams may
-    still start is the proxy's decision (the pool opens none on it, the downstream refuses new ones)."""
-
-    _transitions = {
-        **h2.connection.H2ConnectionStateMachine._transitions,
-        (ConnectionState.CLIENT_OPEN, ConnectionInputs.RECV_GOAWAY): (None, ConnectionState.CLIENT_OPEN),
-        (ConnectionState.SERVER_OPEN, ConnectionInputs.RECV_GOAWAY): (None, ConnectionState.SERVER_OPEN),
-    }
-
-
-class H2Connection(h2.connection.H2Connection):
-    """h2's connection with a GOAWAY received treated as RFC 9113 says (see `_GoawayKeepsOpen`)."""
-
-    def __init__(self, config: h2.config.H2Configuration) -> None:
-        super().__init__(config)
-        self.state_machine = _GoawayKeepsOpen()
-        self.stream_errors: list[str] = []  # h2 raises instead: always empty
-
-    def clear_outbound_data_buffer(self) -> None:
-        """h2 calls this only on a GOAWAY received, dropping what it queued before it in the same
-        read (a SETTINGS or PING acknowledgement): the connection goes on, so those frames must too."""
-
-
-class Codec(Protocol):
-    """What the proxy uses of an HTTP/2 codec: h2's `H2Connection` (ours above) or `NgConnection`."""
-
-    @property
-    def max_outbound_frame_size(self) -> int: ...
-    @property
-    def highest_inbound_stream_id(self) -> int: ...
-    @property
-    def remote_settings(self) -> Any: ...
-    @property
-    def stream_errors(self) -> list[str]: ...
-    def initiate_connection(self) -> None: ...
-    def increment_flow_control_window(self, increment: int) -> None: ...
-    def receive_data(self, data: bytes) -> list[h2.events.Event]: ...
-    def data_to_send(self) -> bytes: ...
-    def get_next_available_stream_id(self) -> int: ...
-    def send_headers(self, stream_id: int, headers: Headers, end_stream: bool = False) -> None: ...
-    def send_data(self, stream_id: int, data: memoryview) -> None: ...
-    def end_stream(self, stream_id: int) -> None: ...
-    def local_flow_control_window(self, stream_id: int) -> int: ...
-    def reset_stream(self, stream_id: int, error_code: int = 0) -> None: ...
-    def acknowledge_received_data(self, acknowledged_size: int, stream_id: int) -> None: ...
-    def close_connection(self, error_code: int = 0) -> None: ...
-
-
-def use_nghttp2(choice: str) -> bool:
-    """`--h2-codec`: libnghttp2 unless h2 is asked for, where the library loads (it does the codec's
-    work in a quarter of h2's time); `sidecar run` refuses `nghttp2` when the library does not load."""
-    return choice != "h2" and h2_nghttp2.available()
-
-
-def codec_name(settings: ProxySettings) -> str:
-    if use_nghttp2(settings.h2_codec):
-        return "nghttp2 (libnghttp2 through ctypes)"
-    why = h2_nghttp2.load_error() if settings.h2_codec == "auto" else None
-    return "h2 (pure Python)" + (f"; libnghttp2 not loaded: {why}" if why else "")
-
-
-def new_codec(settings: ProxySettings, *, client_side: bool) -> Codec:
-    initial = {
-        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: settings.h2_max_concurrent_streams,
-        h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: settings.h2_stream_window,
-        h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: settings.max_header_bytes,
-        h2.settings.SettingCodes.ENABLE_PUSH: 0,
-    }
-    if use_nghttp2(settings.h2_codec):
-        return h2_nghttp2.NgConnection(
-            client_side=client_side,
-            settings={int(k): v for k, v in initial.items()},
-            max_header_bytes=settings.max_header_bytes,
-        )
-    conn = H2Connection(h2_config(client_side=client_side))
-    conn.local_settings = h2.settings.Settings(client=client_side, initial_values=initial)
-    return conn
 
 
 class H2Peer(asyncio.Protocol):
@@ -180,9 +77,18 @@ class H2Peer(asyncio.Protocol):
 
     # Sending ------------------------------------------------------------------------------------
     def flush(self) -> None:
-        data = self.h2.data_to_send()
+        conn = self.h2
+        data = conn.data_to_send()
         if data and self.transport is not None and not self.closed:
             self.transport.write(data)
+        if conn.late_events:
+            events = list(conn.late_events)
+            conn.late_events.clear()
+            self.late_events(events)
+
+    def late_events(self, events: list[h2.events.Event]) -> None:
+        """Events the codec produced while sending (a stream it reset, a failure): the side handles
+        them as those of a read."""
 
     def touch(self) -> None:
         """Frames were queued from outside our own read callback (a timer, the other side): write

@@ -186,6 +186,7 @@ class H2Stream(Exchange):
             return
         self.flags = flag
         self.closed = True
+        self.cancel_upstream()  # the upstream's work for this stream ends with it
         self.down.reset(self.sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
         self.down.touch()
         self.record()

@@ -111,12 +111,14 @@ class H2ToH2Stream(H2Stream):
             up.cancel(self.up_sid)  # the upstream answered before the whole request: it wants no more
         self.send_response_end(h2_response_from_h2(trailers) if trailers else None)
 
-    def on_up_reset(self, code: int) -> None:
+    def on_up_reset(self, code: int, *, flag: str = errors.UPSTREAM_RESET) -> None:
+        """The upstream stream ended without its response: reset by the upstream (UR), or by our codec
+        because what the upstream sent was malformed, or with its connection broken (UPE)."""
         self.up = None
         if self.response_started:
-            self.cut(errors.UPSTREAM_RESET)
+            self.cut(flag)
         else:
-            self.local_flag(errors.UPSTREAM_RESET)
+            self.local_flag(flag)
 
     def on_up_refused(self) -> None:
         """The upstream's GOAWAY said it never saw this stream: retry it once, on a new connection."""

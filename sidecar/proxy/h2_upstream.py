@@ -3,6 +3,12 @@ connection per endpoint up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS, then a
 
 A GOAWAY stops new streams on that connection; streams above its last-stream-id were never processed by
 the upstream, so they are handed back to be retried once on a fresh connection.
+
+A malformed response (no `:status`, a connection-specific field, a body longer than its
+content-length) fails its stream alone, at once: the codec resets it and the client gets 502 with
+Envoy's UPE flag; the other streams of the connection carry on. A connection error (the codec's, or one
+it handled alone) removes the connection from the pool at once and fails its streams the same way.
+A connection whose stream ids are spent takes no new stream and closes once its last one ends.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import h2.exceptions
 from sidecar.proxy import errors
 from sidecar.proxy.endpoint import Endpoint, ResolutionError, Resolver
 from sidecar.proxy.h2_base import H2Peer
+from sidecar.proxy.h2_errors import CodecFailed
 from sidecar.proxy.head import Headers
 
 if TYPE_CHECKING:
@@ -40,11 +47,18 @@ class H2Upstream(H2Peer):
 
     # Pool interface -----------------------------------------------------------------------------
     def has_room(self) -> bool:
-        return (
-            not self.closed
-            and not self.going_away
-            and len(self.streams) < min(self.h2.remote_settings.max_concurrent_streams, 1 << 20)
-        )
+        if self.closed or self.going_away:
+            return False
+        if len(self.streams) >= min(self.h2.remote_settings.max_concurrent_streams, 1 << 20):
+            return False
+        try:
+            self.h2.get_next_available_stream_id()
+        except h2.exceptions.NoAvailableStreamIDError:  # ids spent: replace the connection
+            self.going_away = True
+            self.pool.forget(self)
+            self._maybe_idle()
+            return False
+        return True
 
     def open(self, stream: H2ToH2Stream, headers: Headers, *, end_stream: bool) -> int:
         sid = self.h2.get_next_available_stream_id()
@@ -73,17 +87,44 @@ class H2Upstream(H2Peer):
             try:
                 events = self.h2.receive_data(data)
             except h2.exceptions.ProtocolError as exc:
-                self.pool.protocol_errors += 1
-                self.goaway(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR), close=True)
+                self.failed(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
                 return
+            if self.h2.stream_errors:  # malformed responses: counted, their streams fail as reset
+                self.pool.protocol_errors += len(self.h2.stream_errors)
+                self.h2.stream_errors.clear()
+            events = _without_failed(events)
             for event in events:
                 self._dispatch(event)
         finally:
             self.in_callback = False
         self.flush()
+        self._flush_touched()
+
+    def _flush_touched(self) -> None:
         touched, self._touched = self._touched, set()
         for peer in touched:
             peer.flush()
+
+    def late_events(self, events: list[h2.events.Event]) -> None:
+        for event in events:
+            if isinstance(event, CodecFailed):
+                self.failed(event.error.error_code)
+                break
+            self._dispatch(event)
+        if not self.in_callback:
+            self._flush_touched()
+
+    def failed(self, code: int) -> None:
+        """A connection error: out of the pool now, GOAWAY and close, every stream failed (UPE)."""
+        self.pool.protocol_errors += 1
+        self.pool.forget(self)
+        self.going_away = True
+        streams, self.streams = self.streams, {}
+        self.goaway(code, close=True)
+        for sid, stream in streams.items():
+            self.forget_stream(sid)
+            stream.on_up_reset(code, flag=errors.UPSTREAM_PROTOCOL_ERROR)
+            self._touched.add(stream.down)
 
     def _dispatch(self, event: h2.events.Event) -> None:
         if isinstance(event, h2.events.DataReceived):
@@ -115,7 +156,9 @@ class H2Upstream(H2Peer):
             self.forget_stream(event.stream_id)
             stream = self.streams.pop(event.stream_id, None)
             if stream is not None:
-                stream.on_up_reset(event.error_code)
+                # Reset by our codec (remote_reset False): what the upstream sent was malformed.
+                flag = errors.UPSTREAM_RESET if event.remote_reset else errors.UPSTREAM_PROTOCOL_ERROR
+                stream.on_up_reset(event.error_code, flag=flag)
                 self._touched.add(stream.down)
         elif isinstance(event, h2.events.WindowUpdated):
             self.on_window_updated(event.stream_id)
@@ -242,3 +285,17 @@ class H2Pool:
             for conn in list(conns):
                 conn.close()
         self._conns.clear()
+
+
+def _without_failed(events: list[h2.events.Event]) -> list[h2.events.Event]:
+    """A stream our codec reset in this read (its response malformed, say a body over its
+    content-length) loses what came before the reset in the same read: its head is not relayed,
+    so the client gets the 502 rather than a response cut short."""
+    failed = {e.stream_id for e in events if isinstance(e, h2.events.StreamReset) and not e.remote_reset}
+    if not failed:
+        return events
+    return [
+        e
+        for e in events
+        if isinstance(e, h2.events.StreamReset) or getattr(e, "stream_id", None) not in failed
+    ]

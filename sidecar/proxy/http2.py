@@ -7,8 +7,17 @@ in `ListenerStats.h2_errors` by kind, and leaves other connections alone:
 - h2's own checks: HPACK errors and bombs (header list over `max_header_bytes`), CONTINUATION floods,
   flow-control window overflow, stream id reuse, streams beyond SETTINGS_MAX_CONCURRENT_STREAMS;
 - more header fields than `max_headers` (as for HTTP/1.1);
-- rapid reset (CVE-2023-44487): more than `h2_max_resets` client resets in 10 s;
-- a SETTINGS/PING flood: more than `h2_max_control_frames` in 10 s, or any while we cannot write.
+- rapid reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671): more than `h2_max_resets` resets in
+  10 s, counting those the client sends and those the codec sends because of what the client sent
+  (WINDOW_UPDATE 0, DATA past a window, frames on a half-closed stream, malformed fields): GOAWAY
+  ENHANCE_YOUR_CALM. Every reset stream's upstream exchange is cancelled at once, so upstream work stays
+  within SETTINGS_MAX_CONCURRENT_STREAMS per connection whatever the client does;
+- a SETTINGS/PING flood: more than `h2_max_control_frames` in 10 s, or any while we cannot write;
+- a connection error the codec handled alone (it sent GOAWAY and reads nothing more).
+
+Idle and slow clients: a connection with no open stream for `idle_timeout` (PINGs do not count) is
+closed with GOAWAY, and so is one whose header block stays unfinished for `header_timeout`
+(`--request-headers-timeout`).
 """
 
 from __future__ import annotations
@@ -23,9 +32,11 @@ from hyperframe.frame import GoAwayFrame
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_base import H2Peer
+from sidecar.proxy.h2_errors import CodecFailed, kind_of
 from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.h2_to_h1 import H2ToH1Stream
 from sidecar.proxy.h2_to_h2 import H2ToH2Stream
+from sidecar.proxy.h2_watch import HeaderBlockWatch
 from sidecar.proxy.head import (
     H2RequestHead,
     UnderscoreError,
@@ -55,6 +66,9 @@ class H2Downstream(H2Peer):
         self.streams: dict[int, H2Stream] = {}
         self.draining = False
         self.last_activity = 0.0
+        self.idle_since = 0.0  # when the last stream ended (or the connection opened)
+        self.headers_since: float | None = None  # since when a header block is unfinished
+        self._watch = HeaderBlockWatch()
         self._preface = b""  # bytes so far, until the preface and the first frame header are checked
         self._checked = False
         self._resets: list[float] = []
@@ -73,14 +87,21 @@ class H2Downstream(H2Peer):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.peer = peer_name(transport)
-        self.last_activity = self.host.loop.time()
+        self.last_activity = self.idle_since = self.host.loop.time()
         if not self._adopted:
             self.host.connection_opened(self)
         if self.host.draining:
             self.start_drain()
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = self.host.loop.time()
+        self.last_activity = now = self.host.loop.time()
+        watch = self._watch
+        watch.feed(data)
+        if watch.open:
+            if self.headers_since is None:
+                self.headers_since = now
+        else:
+            self.headers_since = None
         if not self._checked:
             data = self._check_start(data)
             if not data:
@@ -88,7 +109,7 @@ class H2Downstream(H2Peer):
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self.protocol_error(_kind(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
+            self.protocol_error(kind_of(exc), getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
             return
         if self.h2.stream_errors:  # streams the codec reset itself (nghttp2), counted all the same
             for kind in self.h2.stream_errors:
@@ -98,6 +119,20 @@ class H2Downstream(H2Peer):
         try:
             for event in events:
                 if self.closed:
+                    return
+                self._dispatch(event)
+        finally:
+            self.in_callback = False
+        self.flush()
+
+    def late_events(self, events: list[h2.events.Event]) -> None:
+        self.in_callback = True
+        try:
+            for event in events:
+                if self.closed:
+                    return
+                if isinstance(event, CodecFailed):
+                    self.protocol_error(event.error.kind, event.error.error_code)
                     return
                 self._dispatch(event)
         finally:
@@ -227,11 +262,21 @@ class H2Downstream(H2Peer):
         if self.streams.get(stream.sid) is stream:
             del self.streams[stream.sid]
             self.host.stats.streams_active -= 1
+            if not self.streams:
+                self.idle_since = self.host.loop.time()
         self._maybe_close()
 
     def sweep(self, now: float) -> None:
-        """Stream idle timeout, checked by the listener's periodic sweep."""
-        limit = self.settings.stream_idle_timeout
+        """Timeouts, checked by the listener's periodic sweep: an unfinished header block
+        (`header_timeout`), a connection with no stream (`idle_timeout`), idle streams."""
+        settings = self.settings
+        if self.headers_since is not None and now - self.headers_since > settings.header_timeout:
+            self.protocol_error("request_headers_timeout", h2.errors.ErrorCodes.NO_ERROR)
+            return
+        if not self.streams and now - self.idle_since > settings.idle_timeout:
+            self.start_drain()
+            return
+        limit = settings.stream_idle_timeout
         for stream in list(self.streams.values()):
             if now - stream.last_activity > limit:
                 stream.on_idle()
@@ -285,25 +330,3 @@ class H2Downstream(H2Peer):
         for stream in streams.values():
             stream.on_downstream_lost()
         self.host.connection_closed(self)
-
-
-def _kind(exc: h2.exceptions.ProtocolError) -> str:
-    """A short name for the metric label."""
-    if isinstance(exc, h2.exceptions.DenialOfServiceError):
-        return "header_list_too_large"
-    if isinstance(exc, h2.exceptions.FlowControlError):
-        return "flow_control"
-    if isinstance(exc, h2.exceptions.TooManyStreamsError):
-        return "too_many_streams"
-    if isinstance(exc, h2.exceptions.StreamClosedError | h2.exceptions.StreamIDTooLowError):
-        return "stream_id_reuse"
-    text = str(exc).lower()
-    if "preamble" in text:
-        return "bad_preface"
-    if "continuation" in text:
-        return "continuation_flood"
-    if "flood" in text:
-        return "control_flood"
-    if "header" in text:
-        return "bad_headers"
-    return "protocol_error"

@@ -13,7 +13,8 @@ class ProxySettings:
     max_headers: int = 100  # Envoy's max_headers_count default
     upstream_timeout: float = 15.0  # seconds from request sent to response headers (Envoy's route timeout)
     connect_timeout: float = 5.0  # seconds to connect to an upstream (Envoy's default)
-    header_timeout: float = 30.0  # seconds for a client to send a complete request head
+    header_timeout: float = 10.0  # seconds to receive a request head, HTTP/1.1 or HTTP/2 (Envoy's
+    # request_headers_timeout; `--request-headers-timeout`)
     idle_timeout: float = 300.0  # seconds a downstream keep-alive connection may sit idle
     pool_idle_timeout: float = 60.0  # seconds an idle upstream connection is kept
     pool_max_idle: int = 1024  # idle upstream connections kept per endpoint (fewer churn under load)

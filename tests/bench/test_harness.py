@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sidecar import build
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,4 +67,5 @@ def test_opcode_count_is_the_same_on_every_run() -> None:
     from bench.opcodes import per_request
 
     first = per_request()
-    assert first > 100 and per_request() == first
+    # The compiled build runs the data path as C: only the interpreted remainder has opcodes to count.
+    assert first > (100 if build() == "pure Python" else 0) and per_request() == first

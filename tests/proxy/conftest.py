@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from sidecar.config.snapshot import InboundListener, OutboundListener
-from sidecar.proxy import Listener, ProxySettings, Route, h2_nghttp2, start_listener
+from sidecar.proxy import Listener, ProxySettings, Route, start_listener
+from sidecar.proxy import h2_codec as h2_codec_choice
 from sidecar.tracing.decide import Tracer, TracerSettings
 from tests.util import refusing_port
 
@@ -195,14 +196,15 @@ async def exchange(port: int, raw: bytes, *, timeout: float = 5.0) -> bytes:
         writer.close()
 
 
-H2_CODECS = ("nghttp2", "h2")
+H2_CODECS = h2_codec_choice.PREFERENCE
 
 
 @pytest.fixture(params=H2_CODECS)
 def h2_codec(request: pytest.FixtureRequest, bench: Bench) -> str:
     """Runs the test with each HTTP/2 codec (modules opt in with `pytestmark`)."""
     codec = str(request.param)
-    if codec == "nghttp2" and not h2_nghttp2.available():
-        pytest.skip(f"libnghttp2 does not load here: {h2_nghttp2.load_error()}")
+    why = h2_codec_choice.unavailable(codec)
+    if why is not None:
+        pytest.skip(f"{codec} does not load here: {why}")
     bench.h2_codec = codec
     return codec

@@ -7,7 +7,8 @@ import pytest
 
 from sidecar.cli import main
 from sidecar.proxy import ProxySettings, h2_nghttp2
-from sidecar.proxy.h2_base import H2Connection, codec_name, new_codec
+from sidecar.proxy.h2_codec import codec_name, new_codec
+from sidecar.proxy.h2_hyper import H2Connection
 
 needs_nghttp2 = pytest.mark.skipif(not h2_nghttp2.available(), reason="libnghttp2 does not load here")
 
@@ -74,3 +75,53 @@ def test_an_answer_to_a_stream_the_client_reset_is_refused_and_holds_nothing() -
     with pytest.raises(h2.exceptions.StreamClosedError):
         server.send_headers(1, [(b":status", b"200")])
     assert not server._out and server._buffered == 0
+
+
+def test_the_fall_back_to_h2_is_logged_once_with_what_was_missing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from sidecar.proxy import h2_codec
+
+    monkeypatch.setattr(h2_nghttp2, "_library", None)
+    monkeypatch.setattr(h2_nghttp2, "_load_error", "libnghttp2.so.14 lacks nghttp2_session_want_write")
+    monkeypatch.setattr(h2_codec, "_fallback_logged", False)
+    with caplog.at_level(logging.WARNING, "sidecar.proxy"):
+        for _ in range(3):
+            assert isinstance(new_codec(ProxySettings(), client_side=False), H2Connection)
+    assert [r.getMessage() for r in caplog.records] == [
+        "HTTP/2 codec nghttp2 not used: libnghttp2.so.14 lacks nghttp2_session_want_write"
+    ]
+
+
+def test_codec_names_come_from_one_place() -> None:
+    from sidecar.proxy import h2_codec
+
+    assert h2_codec.parse_choice(" NGHTTP2 ") == "nghttp2"
+    with pytest.raises(ValueError, match="choose auto, nghttp2 or h2"):
+        h2_codec.parse_choice("nghttp3")
+    assert set(h2_codec.PREFERENCE) == set(h2_codec.DESCRIPTIONS) == set(h2_codec.CHOICES) - {"auto"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], {}, 10.0),
+        (["--request-headers-timeout", "2.5"], {}, 2.5),
+        ([], {"SIDECAR_REQUEST_HEADERS_TIMEOUT": "4"}, 4.0),
+    ],
+    ids=["default", "flag", "variable"],
+)
+def test_request_headers_timeout_reaches_the_proxy_settings(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], env: dict[str, str], expected: float
+) -> None:
+    import sidecar.serve
+
+    got: list[ProxySettings] = []
+    monkeypatch.setattr(sidecar.serve, "setup_logging", lambda level: None)
+    monkeypatch.setattr(sidecar.serve, "run", lambda options: got.append(options.proxy) or 0)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["run", "--config", "c", "--dataplane", "d", "--h2-codec", "h2", *argv]) == 0
+    assert got[0].header_timeout == expected
