@@ -107,6 +107,46 @@ def library(spans: list[Span]) -> bytes:
     return request.SerializeToString()
 
 
+SMALL_TAGS = {"component": "proxy", "node_id": "default.web-01", "upstream_cluster": "localhost:8080"}
+
+
+def small_spans(n: int) -> list[Span]:
+    """Spans with three tags that have no semantic-convention form: both encoders write them as is."""
+    out = []
+    for i in range(n):
+        span = Span(
+            trace_id="463ac35c9f6413ad463ac35c9f6413ad", span_id=f"{i + 1:016x}", parent_id="a2fb4a1d1a96d312",
+            kind="SERVER", name="web:8080", timestamp_us=1_700_000_000_000_000 + i, start_ns=0,
+            local_service="web", tags=dict(SMALL_TAGS),
+        )  # fmt: skip
+        span.duration_us = 1000
+        out.append(span)
+    return out
+
+
+def library_small(spans: list[Span]) -> bytes:
+    request = ExportTraceServiceRequest()
+    rs = request.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key = "service.name"
+    kv.value.string_value = "web"
+    ss = rs.scope_spans.add()
+    ss.scope.name = encode_otlp.SCOPE_NAME
+    for s in spans:
+        pb = ss.spans.add()
+        pb.trace_id = bytes.fromhex(s.trace_id)
+        pb.span_id = bytes.fromhex(s.span_id)
+        if s.parent_id:
+            pb.parent_span_id = bytes.fromhex(s.parent_id)
+        pb.name = s.name
+        pb.kind = PbSpan.SPAN_KIND_SERVER
+        pb.start_time_unix_nano = s.timestamp_us * 1000
+        pb.end_time_unix_nano = (s.timestamp_us + s.duration_us) * 1000
+        for key, value in s.tags.items():
+            _set_attribute(pb, key, value)
+    return request.SerializeToString()
+
+
 def zipkin(encode: Callable[[Span], bytes], batch: Callable[[list[bytes]], bytes]) -> Callable[..., bytes]:
     return lambda spans: batch([encode(s) for s in spans])
 
@@ -142,16 +182,21 @@ def main() -> None:
             del span.attributes[:]
             span.attributes.extend(ordered)
     assert a == b, "the two encoders disagree"
+    small = small_spans(BATCH)
+    assert hand(small) == library_small(small), "the two encoders disagree on the small span"
     rows = [
         ("OTLP, hand encoder (chosen)", per_span(hand, batches)),
         ("OTLP, opentelemetry-proto objects", per_span(library, batches)),
         ("Zipkin v2 proto3", per_span(zipkin(encode_proto.encode_span, encode_proto.encode_batch), batches)),
         ("Zipkin v2 JSON", per_span(zipkin(encode_json.encode_span, encode_json.encode_batch), batches)),
+        ("OTLP, hand encoder, small span", per_span(hand, [small] * n)),
+        ("OTLP, opentelemetry-proto, small span", per_span(library_small, [small] * n)),
     ]
-    print(f"{BATCH}-span batches x {n}, Python {sys.version.split()[0]}")
-    print(f"{'encoder':<36} {'us/span':>8} {'peak bytes/span':>16}")
+    build = "compiled (mypyc)" if encode_otlp.__file__.endswith(".so") else "pure Python"
+    print(f"{BATCH}-span batches x {n}, Python {sys.version.split()[0]}, encoder {build}")
+    print(f"{'encoder':<38} {'us/span':>8} {'peak bytes/span':>16}")
     for name, (us, peak) in rows:
-        print(f"{name:<36} {us:>8.2f} {peak:>16,.0f}")
+        print(f"{name:<38} {us:>8.2f} {peak:>16,.0f}")
 
 
 if __name__ == "__main__":

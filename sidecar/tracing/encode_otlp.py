@@ -16,17 +16,16 @@ encoding's service: the runtime makes one encoding per service (`otlp_encoding`)
 from __future__ import annotations
 
 import functools
-import struct
 from collections.abc import Sequence
+from typing import Final
 
 from sidecar.tracing.span import Span
 
 CONTENT_TYPE = "application/x-protobuf"
 SCOPE_NAME = "kuma-trace-sidecar"
 _KIND = {"SERVER": 2, "CLIENT": 3}  # SPAN_KIND_SERVER, SPAN_KIND_CLIENT
-_FIXED64 = struct.Struct("<Q")
-_STATUS_ERROR = b"\x7a\x02\x18\x02"  # field 15 (status) = Status{code(3): STATUS_CODE_ERROR}
-_SMALL = [bytes((i,)) for i in range(128)]
+_STATUS_ERROR: Final = b"\x7a\x02\x18\x02"  # field 15 (status) = Status{code(3): STATUS_CODE_ERROR}
+_SMALL: Final = [bytes((i,)) for i in range(128)]
 
 # Envoy tags dropped from the attributes: said by the span status or by a semconv attribute instead.
 REPLACED_TAGS = frozenset(
@@ -70,25 +69,30 @@ def _int_kv(key: str, value: int) -> bytes:
     return _field(9, _field(1, key.encode()) + _field(2, b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)))
 
 
-# Each key's start up to its value (`0a len key 12`), cleared when it grows large.
-_key_start: dict[str, bytes] = {}
-_CACHE_LIMIT = 4096
+# Per key, by value length: everything of a string KeyValue before the value's bytes
+# (`4a size 0a len key 12 len 0a len`). The keys written this way are few (request id, url path and
+# query), and so are the lengths, so a KeyValue is two pieces: this prefix and the value.
+_prefixes: Final[dict[str, list[bytes | None]]] = {}
+_CACHE_LIMIT: Final = 4096
+_SHORT: Final = 120  # longer values: _string_kv, whose lengths may take two bytes
 
 
 def _put(parts: list[bytes], key: str, value: str) -> None:
-    """Append a string attribute to `parts` as pieces (no copy of a whole KeyValue)."""
+    """Append a string attribute to `parts` as two pieces (no copy of a whole KeyValue)."""
     v = value.encode()
     n = len(v)
-    start = _key_start.get(key)
-    if start is None:
-        if len(_key_start) >= _CACHE_LIMIT:
-            _key_start.clear()
-        start = _key_start[key] = _field(1, key.encode()) + b"\x12"
-    size = len(start) + n + 3  # start, AnyValue length, AnyValue's string tag and length, value
-    if n < 126 and size < 128:  # every length is one byte
-        parts += (b"\x4a", _SMALL[size], start, _SMALL[n + 2], b"\x0a", _SMALL[n], v)
-    else:
+    if n >= _SHORT:
         parts.append(_string_kv(key, value))
+        return
+    table = _prefixes.get(key)
+    if table is None:
+        if len(_prefixes) >= _CACHE_LIMIT:
+            _prefixes.clear()
+        table = _prefixes[key] = [None] * _SHORT
+    prefix = table[n]
+    if prefix is None:
+        prefix = table[n] = _string_kv(key, value)[: -n or None]
+    parts += (prefix, v)
 
 
 def split_host_port(address: str) -> tuple[str, int | None]:
@@ -113,7 +117,6 @@ def _address_attrs(address: str, host_key: str, port_key: str) -> bytes:
     return out
 
 
-@functools.lru_cache(maxsize=1024)
 def _origin_attrs(origin: str) -> bytes:
     """`scheme://authority` to url.scheme, server.address and server.port."""
     scheme, _, authority = origin.partition("://")
@@ -163,6 +166,9 @@ def _translate(key: str, value: str) -> bytes:
     return _string_kv(key, value)
 
 
+_origins: Final[dict[str, bytes]] = {}  # `scheme://authority` -> its attributes
+
+
 def _url(parts: list[bytes], url: str) -> None:
     """Envoy's `scheme://authority/path`: the origin's attributes are cached, the path is not."""
     sep = url.find("://")
@@ -170,7 +176,13 @@ def _url(parts: list[bytes], url: str) -> None:
     if slash < 0:
         slash = len(url)
     if slash:
-        parts.append(_origin_attrs(url[:slash]))
+        origin = url[:slash]
+        encoded = _origins.get(origin)
+        if encoded is None:
+            if len(_origins) >= _CACHE_LIMIT:
+                _origins.clear()
+            encoded = _origins[origin] = _origin_attrs(origin)
+        parts.append(encoded)
     path = url[slash:]
     query = path.find("?")
     if query < 0:
@@ -180,59 +192,97 @@ def _url(parts: list[bytes], url: str) -> None:
         _put(parts, "url.query", path[query + 1 :])
 
 
-# Every tag's encoded attributes by (name, value): most repeat from span to span (method, protocol,
-# cluster, node, status, sizes, the peer of a keep-alive connection), so one dict lookup per tag does.
-# The two that never repeat are encoded each time. Cleared when it grows large.
-_by_item: dict[tuple[str, str], bytes] = {}
-_PER_REQUEST = frozenset({"guid:x-request-id", "http.url"})
+# Every tag's encoded attributes, by name then value: most repeat from span to span (method, protocol,
+# cluster, node, status, sizes, the peer of a keep-alive connection), so two lookups of strings whose
+# hashes are already cached do, with no tuple built per tag. The two that never repeat are encoded each
+# time. Cleared when it grows large.
+_by_name: Final[dict[str, dict[str, bytes]]] = {}
+_cached = 0
+_PER_REQUEST: Final = frozenset({"guid:x-request-id", "http.url"})
+
+
+def _remember(key: str, value: str) -> bytes:
+    global _cached
+    if _cached >= _CACHE_LIMIT:
+        _by_name.clear()
+        _cached = 0
+    encoded = _translate(key, value)
+    values = _by_name.get(key)
+    if values is None:
+        values = _by_name[key] = {}
+    values[value] = encoded
+    _cached += 1
+    return encoded
 
 
 def _attributes(parts: list[bytes], tags: dict[str, str]) -> None:
-    get = _by_item.get
-    for item in tags.items():
-        encoded = get(item)
-        if encoded is None:
-            key, value = item
-            if key in _PER_REQUEST:
-                if key == "http.url":
-                    _url(parts, value)
-                else:
-                    _put(parts, key, value)
+    by_name = _by_name
+    for key, value in tags.items():
+        values = by_name.get(key)
+        if values is not None:
+            encoded = values.get(value)
+            if encoded is not None:
+                parts.append(encoded)
                 continue
-            if len(_by_item) >= _CACHE_LIMIT:
-                _by_item.clear()
-            encoded = _by_item[item] = _translate(key, value)
-        parts.append(encoded)
+        if key in _PER_REQUEST:
+            if key == "http.url":
+                _url(parts, value)
+            else:
+                _put(parts, key, value)
+        else:
+            parts.append(_remember(key, value))
+
+
+# Field 6 (kind) and the tag of field 7 (start, fixed64); field 8 (end) follows the start's 8 bytes.
+_KIND_FIELD: Final = {kind: bytes((0x30, number, 0x39)) for kind, number in _KIND.items()}
+_names: Final[dict[str, bytes]] = {}  # span name -> field 5; names are authorities, few and repeating
+
+
+def _span_parts(span: Span) -> list[bytes]:
+    """The pieces of one `opentelemetry.proto.trace.v1.Span` message, to be joined."""
+    fromhex = bytes.fromhex
+    trace_id = span.trace_id
+    if len(trace_id) != 32:  # a 64-bit B3 trace id is left-padded to 16 bytes
+        trace_id = trace_id.rjust(32, "0")
+    parts = [b"\x0a\x10", fromhex(trace_id), b"\x12\x08", fromhex(span.span_id)]
+    if span.parent_id is not None:
+        parts += (b"\x22\x08", fromhex(span.parent_id))
+    name = span.name
+    if name:
+        field = _names.get(name)
+        if field is None:
+            if len(_names) >= _CACHE_LIMIT:
+                _names.clear()
+            field = _names[name] = _field(5, name.encode())
+        parts.append(field)
+    start = span.timestamp_us * 1000
+    end = start + span.duration_us * 1000
+    parts += (_KIND_FIELD[span.kind], start.to_bytes(8, "little"), b"\x41", end.to_bytes(8, "little"))
+    tags = span.tags
+    _attributes(parts, tags)
+    if "error" in tags or tags.get("response_flags", "-") not in ("-", ""):
+        parts.append(_STATUS_ERROR)  # 5xx, failed gRPC calls, and local replies (Envoy's flags)
+    return parts
 
 
 def encode_span_message(span: Span) -> bytes:
     """The `opentelemetry.proto.trace.v1.Span` message of one closed span."""
-    start = span.timestamp_us * 1000
-    tags = span.tags
-    fromhex = bytes.fromhex
-    # A 64-bit B3 trace id is left-padded to 16 bytes; span ids are always 16 hex digits.
-    parts = [b"\x0a\x10", fromhex(span.trace_id.rjust(32, "0")), b"\x12\x08", fromhex(span.span_id)]
-    if span.parent_id is not None:
-        parts += (b"\x22\x08", fromhex(span.parent_id))
-    if span.name:
-        parts.append(_field(5, span.name.encode()))
-    parts += (
-        b"\x30",
-        _SMALL[_KIND[span.kind]],
-        b"\x39",
-        _FIXED64.pack(start),
-        b"\x41",
-        _FIXED64.pack(start + span.duration_us * 1000),
-    )
-    _attributes(parts, tags)
-    if "error" in tags or tags.get("response_flags", "-") not in ("-", ""):
-        parts.append(_STATUS_ERROR)  # 5xx, failed gRPC calls, and local replies (Envoy's flags)
-    return b"".join(parts)
+    return b"".join(_span_parts(span))
+
+
+_frames: Final[dict[int, bytes]] = {}  # message length -> its `ScopeSpans.spans` tag and length
 
 
 def encode_span(span: Span) -> bytes:
     """One `ScopeSpans.spans` entry (field 2, length-delimited)."""
-    return _field(2, encode_span_message(span))
+    message = b"".join(_span_parts(span))
+    size = len(message)
+    frame = _frames.get(size)
+    if frame is None:
+        if len(_frames) >= _CACHE_LIMIT:
+            _frames.clear()
+        frame = _frames[size] = b"\x12" + _varint(size)
+    return frame + message
 
 
 @functools.lru_cache(maxsize=64)

@@ -232,3 +232,33 @@ def test_any_span_decodes_to_its_fields(
     assert decoded.start_time_unix_nano == start_us * 1000
     assert decoded.end_time_unix_nano == (start_us + duration_us) * 1000
     assert attributes(decoded) == tags
+
+
+@given(
+    request_id=st.text(min_size=1, max_size=300),
+    path=st.text(max_size=300).map("/".__add__),
+    query=st.one_of(st.none(), st.text(max_size=200)),
+)
+def test_per_request_values_of_any_length_decode(request_id: str, path: str, query: str | None) -> None:
+    """The request id and url path/query are encoded per span (cached prefixes by length, up to the
+    one-byte-length limit and past it); the same span encodes to the same bytes a second time."""
+    url_path = path.replace("?", "")
+    url = f"http://web:8080{url_path}" + ("" if query is None else f"?{query}")
+    span = Span(
+        trace_id="463ac35c9f6413ad",
+        span_id="a2fb4a1d1a96d312",
+        parent_id=None,
+        kind="SERVER",
+        name="web:8080",
+        timestamp_us=1,
+        start_ns=0,
+        local_service="s",
+        tags={"guid:x-request-id": request_id, "http.url": url},
+    )
+    first = encode_otlp.encode_span(span)
+    assert encode_otlp.encode_span(span) == first
+    attrs = attributes(only_span(decode(first, service="s")))
+    assert attrs["guid:x-request-id"] == request_id
+    assert attrs["url.path"] == url_path
+    assert attrs.get("url.query") == query
+    assert (attrs["url.scheme"], attrs["server.address"], attrs["server.port"]) == ("http", "web", 8080)
