@@ -36,6 +36,7 @@ COMPILED = [
     "sidecar/tracing/encode_otlp.py",
     "sidecar/tracing/grpc.py",
     "sidecar/tracing/ids.py",
+    "sidecar/tracing/protowire.py",
     "sidecar/tracing/request_id.py",
     "sidecar/tracing/sampling.py",
     "sidecar/tracing/span.py",

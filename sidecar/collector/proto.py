@@ -3,61 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
-import struct
 from typing import Any
 
+from sidecar.tracing.protowire import DecodeError, read_fields
+
+__all__ = ["DecodeError", "read_fields"]
+
 _KINDS = {1: "CLIENT", 2: "SERVER", 3: "PRODUCER", 4: "CONSUMER"}
-
-
-class DecodeError(ValueError):
-    pass
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data):
-            raise DecodeError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise DecodeError("varint too long")
-
-
-def read_fields(data: bytes) -> list[tuple[int, int, Any]]:
-    """(field number, wire type, value) triples; value is int for varint/fixed, bytes for length-delimited."""
-    out: list[tuple[int, int, Any]] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        value: Any
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            if pos + 8 > len(data):
-                raise DecodeError("truncated fixed64")
-            value = struct.unpack_from("<Q", data, pos)[0]
-            pos += 8
-        elif wire == 2:
-            size, pos = _varint(data, pos)
-            if pos + size > len(data):
-                raise DecodeError("truncated field")
-            value = data[pos : pos + size]
-            pos += size
-        elif wire == 5:
-            if pos + 4 > len(data):
-                raise DecodeError("truncated fixed32")
-            value = struct.unpack_from("<I", data, pos)[0]
-            pos += 4
-        else:
-            raise DecodeError(f"unsupported wire type {wire}")
-        out.append((number, wire, value))
-    return out
 
 
 def _endpoint(data: bytes) -> dict[str, Any]:

@@ -31,7 +31,8 @@ import h2.events
 import h2.exceptions
 
 from sidecar.reporting.transport import NoResponse, NotSent, Rejected, RetryLater
-from sidecar.tracing.encode_otlp import decode_partial_success, read_fields
+from sidecar.tracing.encode_otlp import decode_partial_success
+from sidecar.tracing.protowire import read_fields
 
 PATH = b"/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"

@@ -19,13 +19,15 @@ import functools
 from collections.abc import Sequence
 from typing import Final
 
+from sidecar.tracing.protowire import DecodeError, read_fields
+from sidecar.tracing.protowire import field as _field
+from sidecar.tracing.protowire import varint as _varint
 from sidecar.tracing.span import Span
 
 CONTENT_TYPE = "application/x-protobuf"
 SCOPE_NAME = "kuma-trace-sidecar"
 _KIND = {"SERVER": 2, "CLIENT": 3}  # SPAN_KIND_SERVER, SPAN_KIND_CLIENT
 _STATUS_ERROR: Final = b"\x7a\x02\x18\x02"  # field 15 (status) = Status{code(3): STATUS_CODE_ERROR}
-_SMALL: Final = [bytes((i,)) for i in range(128)]
 
 # Envoy tags dropped from the attributes: said by the span status or by a semconv attribute instead.
 REPLACED_TAGS = frozenset(
@@ -41,22 +43,6 @@ REPLACED_TAGS = frozenset(
         "grpc.status_code",
     }
 )
-
-
-def _varint(value: int) -> bytes:
-    if value < 128:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 def _string_kv(key: str, value: str) -> bytes:
@@ -315,45 +301,6 @@ def decode_partial_success(body: bytes) -> tuple[int, str]:
                     elif inner == 2 and inner_wire == 2 and isinstance(inner_value, bytes):
                         message = inner_value.decode("utf-8", "replace")
                 return rejected, message
-    except ValueError:
+    except DecodeError:
         pass
     return 0, ""
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(data) or shift > 63:
-            raise ValueError("bad varint")
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-
-
-def read_fields(data: bytes) -> list[tuple[int, int, int | bytes]]:
-    """Top-level (field, wire type, value) of a message; ValueError when it is not protobuf."""
-    out: list[tuple[int, int, int | bytes]] = []
-    pos = 0
-    while pos < len(data):
-        key, pos = _read_varint(data, pos)
-        wire = key & 7
-        value: int | bytes
-        if wire == 0:
-            value, pos = _read_varint(data, pos)
-        elif wire == 2:
-            size, pos = _read_varint(data, pos)
-            if pos + size > len(data):
-                raise ValueError("truncated")
-            value, pos = data[pos : pos + size], pos + size
-        elif wire in (1, 5):
-            width = 8 if wire == 1 else 4
-            if pos + width > len(data):
-                raise ValueError("truncated")
-            value, pos = int.from_bytes(data[pos : pos + width], "little"), pos + width
-        else:
-            raise ValueError(f"wire type {wire}")
-        out.append((key >> 3, wire, value))
-    return out

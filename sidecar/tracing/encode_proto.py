@@ -11,30 +11,13 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 
+from sidecar.tracing.protowire import field as _field
+from sidecar.tracing.protowire import varint as _varint
 from sidecar.tracing.span import Span, ZipkinEndpoint
 
 CONTENT_TYPE = "application/x-protobuf"
 _KIND = {"CLIENT": 1, "SERVER": 2}
 _FIXED64 = struct.Struct("<Q")
-
-
-_SMALL = [bytes((i,)) for i in range(128)]
-
-
-def _varint(value: int) -> bytes:
-    if value < 128:
-        return _SMALL[value]
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 @functools.lru_cache(maxsize=4096)
