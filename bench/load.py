@@ -139,12 +139,17 @@ def parse_h2load_log(text: str, duration: float) -> RateResult:
     return RateResult(len(latencies) / duration, _percentiles(latencies), len(latencies), errors, "h2load")
 
 
-def run_rate(url: str, rate: int, connections: int, duration: float) -> RateResult:
+def run_rate(url: str, rate: int, connections: int, duration: float, tool: str = "auto") -> RateResult:
     """`rate` requests per second over `connections` keep-alive connections (each `rate/connections`).
-    h2load (µs resolution) when installed, else hey (its CSV has 0.1 ms resolution), else Python."""
+    `tool` auto: h2load (µs resolution) when installed, else hey (its CSV has 0.1 ms resolution), else
+    Python; `h2load` or `hey`: that one only (an error when it is missing)."""
     python_only = os.environ.get("SIDECAR_BENCH_PYTHON_ONLY")
-    h2load = None if python_only else shutil.which("h2load")
-    hey = None if python_only else shutil.which("hey")
+    h2load = None if python_only or tool == "hey" else shutil.which("h2load")
+    hey = None if python_only or tool == "h2load" else shutil.which("hey")
+    if tool != "auto" and not (h2load or hey):
+        raise RuntimeError(
+            f"{tool} not found (apt-get install -y {'nghttp2-client' if tool == 'h2load' else tool})"
+        )
     per_connection = max(1, rate // connections)
     if h2load:
         with tempfile.NamedTemporaryFile("r", suffix=".log") as log:

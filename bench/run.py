@@ -133,10 +133,17 @@ class Harness:
         self.nginx = None if os.environ.get("SIDECAR_BENCH_PYTHON_ONLY") else shutil.which("nginx")
         self.collector_port = free_port()
 
-    def spawn(self, cmd: list[str], name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, cmd: list[str], name: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy(), start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env or os.environ.copy(),
+            start_new_session=True,
+            cwd=cwd,
         )
         self.procs.append(proc)
         return proc
@@ -211,6 +218,7 @@ class Harness:
         lag_probe: float = 0.001,
         protocol: str = "http",
         extra: tuple[str, ...] = (),
+        tree: Path | None = None,  # a compiled copy (bench/compiled.py) to run instead of the working tree
     ) -> Peer:
         """`sidecar run` for one inbound (kuma.io/protocol `protocol`) in front of `upstream`."""
         port, admin = free_port(), free_port()
@@ -250,7 +258,7 @@ networking:
         cmd = [PY, "-m", "sidecar", "run", "--config", str(config), "--dataplane", "bench-01"]
         cmd += ["--admin-address", f"127.0.0.1:{admin}", "--no-watch", "--lag-probe-interval", str(lag_probe)]
         cmd += ["--workers", str(workers), *extra]
-        proc = self.spawn(cmd, name, dict(os.environ, SIDECAR_LOG_LEVEL="WARNING"))
+        proc = self.spawn(cmd, name, dict(os.environ, SIDECAR_LOG_LEVEL="WARNING"), cwd=tree or ROOT)
         wait_http(f"http://127.0.0.1:{admin}/ready")
         pids = [proc.pid, *children_of(proc.pid)] if workers > 1 else [proc.pid]
         return Peer(name, port, pids, [proc], admin)
@@ -295,12 +303,14 @@ def measure(h: Harness, peer: Peer, connections: int, duration: float) -> dict[s
     }
 
 
-def measure_rate(h: Harness, peer: Peer, rate: int, connections: int, duration: float) -> dict[str, Any]:
+def measure_rate(
+    h: Harness, peer: Peer, rate: int, connections: int, duration: float, tool: str = "auto"
+) -> dict[str, Any]:
     lag_before = loop_lag(peer.admin)[0] if peer.admin else []
     if peer.admin:
         time.sleep(0.05)  # the scrape's own lag is recorded before the load starts
     cpu_before = proc_cpu(peer.pids)
-    result: RateResult = run_rate(f"http://127.0.0.1:{peer.port}/", rate, connections, duration)
+    result: RateResult = run_rate(f"http://127.0.0.1:{peer.port}/", rate, connections, duration, tool)
     cpu = proc_cpu(peer.pids) - cpu_before
     lag_p99, lag_max = (
         lag_window_ms(lag_before, loop_lag(peer.admin)[0]) if peer.admin else (float("nan"),) * 2
