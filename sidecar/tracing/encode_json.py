@@ -51,4 +51,10 @@ def encode_span(span: Span) -> bytes:
 
 
 def encode_batch(spans: Sequence[bytes]) -> bytes:
-    return b"[" + b",".join(spans) + b"]"
+    """A JSON array of the spans, built by one join (a batch is hundreds of KB: no copy of it twice)."""
+    if not spans:
+        return b"[]"
+    last = len(spans) - 1
+    if last == 0:
+        return b"[" + spans[0] + b"]"
+    return b",".join([b"[" + spans[0], *spans[1:last], spans[last] + b"]"])

@@ -142,3 +142,11 @@ def test_encoded_json_span_keeps_no_buffer_slack() -> None:
     finally:
         tracemalloc.stop()
     assert held < 3 * sum(len(s) for s in spans)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 250])
+def test_a_json_batch_of_any_size_is_an_array_of_its_spans_in_order(count: int) -> None:
+    tracer, _ = make_tracer(TracerSettings())
+    spans = [closed_span(tracer, "CLIENT", status=200 + i % 300) for i in range(count)]
+    decoded = orjson.loads(encode_json.encode_batch(spans))
+    assert [s["tags"]["http.status_code"] for s in decoded] == [str(200 + i % 300) for i in range(count)]

@@ -262,3 +262,20 @@ def test_per_request_values_of_any_length_decode(request_id: str, path: str, que
     assert attrs["url.path"] == url_path
     assert attrs.get("url.query") == query
     assert (attrs["url.scheme"], attrs["server.address"], attrs["server.port"]) == ("http", "web", 8080)
+
+
+@given(paths=st.lists(st.text(min_size=0, max_size=300).map(lambda s: "/" + s), max_size=40))
+def test_a_batch_of_any_size_decodes_to_its_spans_in_order(paths: list[str]) -> None:
+    """The request's nested lengths are computed before the one join: any count (0 too) and any span
+    sizes, whose sum crosses one-, two- and three-byte varints, frame correctly."""
+    spans = [close(path=p) for p in paths]
+    body = OTLP.encode_batch(spans)
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body)
+    assert request.SerializeToString() == body
+    (resource_spans,) = request.resource_spans
+    assert resource_spans.resource.attributes[0].value.string_value == "web"
+    (scope_spans,) = resource_spans.scope_spans
+    assert [attributes(s).get("url.path", "") for s in scope_spans.spans] == [
+        p.partition("?")[0] for p in paths
+    ]
