@@ -23,6 +23,7 @@ from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.route import Route
 from sidecar.proxy.upstream import UpstreamConnection
 from sidecar.tracing.decide import Tracer, TracerSettings
+from sidecar.tracing.encoding import otlp_encoding
 
 REQUEST = (
     b"GET /orders/42 HTTP/1.1\r\nHost: backend:8080\r\nUser-Agent: wrk\r\nAccept: */*\r\n"
@@ -107,6 +108,7 @@ def main() -> None:
         ("no TrafficTrace (x-request-id only)", run(None, n)),
         ("sampling 0 %", run(TracerSettings(sampling=0.0), n)),
         ("sampling 100 %, JSON span", run(TracerSettings(), n)),
+        ("sampling 100 %, OTLP span", run(TracerSettings(encoding=otlp_encoding("web")), n)),
     ]
     print(f"{'case':<38} {'us/request':>10}")
     for name, us in rows:
