@@ -2,7 +2,7 @@
 
 A hand-written protobuf encoder for the few messages of opentelemetry/proto/trace/v1 and
 collector/trace/v1 the sidecar sends (the tests decode its output with the `opentelemetry-proto`
-package). It was chosen over that package's object API by measurement: bench/bench_encode.py.
+package). It was chosen over that package's object API by measurement: bench/bench_otlp.py.
 
 The span's Envoy/Zipkin tags are turned into OpenTelemetry's semantic-convention attributes where one
 exists (`http.method` -> `http.request.method`, `http.status_code` -> `http.response.status_code` as an
