@@ -1,4 +1,5 @@
-"""CPU cost of reporting per span: submit + batch + POST to a collector in another process.
+"""CPU cost of reporting per span: submit + batch + POST to a collector in another process, for Zipkin
+v2 JSON and proto3 and for OTLP/HTTP (the project's collector takes all three).
 
     .venv/bin/python bench/bench_report.py [SPANS]
 
@@ -18,14 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sidecar.reporting import Reporter, ReporterSettings
+from sidecar.reporting import Reporter, ReporterSettings, otlp_transport
 from sidecar.tracing.decide import Tracer, TracerSettings
-from sidecar.tracing.encoding import encoding_for
+from sidecar.tracing.encoding import Encoding, encoding_for, otlp_encoding
 from tests.util import free_port
 
 
+def encoding_of(api: str) -> Encoding:
+    return otlp_encoding("web") if api == "otlp" else encoding_for(api)
+
+
 def encoded_spans(n: int, api: str) -> list[bytes]:
-    tracer = Tracer(TracerSettings(encoding=encoding_for(api)), service_name="web", node_id="default.web-01")
+    tracer = Tracer(TracerSettings(encoding=encoding_of(api)), service_name="web", node_id="default.web-01")
     out = []
     for _ in range(n):
         d = tracer.start(
@@ -52,11 +57,12 @@ def accepted(port: int) -> int:
 
 
 async def measure(port: int, spans: list[bytes], api: str) -> float:
-    reporter = Reporter(
-        f"http://127.0.0.1:{port}/api/v2/spans",
-        encoding_for(api),
-        ReporterSettings(buffer_capacity=len(spans) + 1000),
-    )
+    settings = ReporterSettings(buffer_capacity=len(spans) + 1000)
+    if api == "otlp":
+        transport = otlp_transport(f"http://127.0.0.1:{port}", "http", settings.request_timeout)
+        reporter = Reporter(transport.target, encoding_of(api), settings, transport=transport)
+    else:
+        reporter = Reporter(f"http://127.0.0.1:{port}/api/v2/spans", encoding_of(api), settings)
     await reporter.start()
     before = accepted(port)
     cpu = time.process_time()
@@ -87,7 +93,7 @@ def main() -> None:
             except OSError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-        for api in ("httpJson", "httpProto"):
+        for api in ("httpJson", "httpProto", "otlp"):
             spans = encoded_spans(n, api)
             us = asyncio.run(measure(port, spans, api))
             print(
