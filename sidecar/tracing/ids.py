@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 
-_HEX = frozenset("0123456789abcdef")
+_HEX = b"0123456789abcdef"
 
 
 def is_lower_hex(value: str, *lengths: int) -> bool:
-    """True when `value` is lower-hex of one of `lengths` and not all zeros (B3: zero ids are invalid)."""
-    if len(value) not in lengths or not _HEX.issuperset(value):
+    """True when `value` is lower-hex of one of `lengths` and not all zeros (B3: zero ids are invalid).
+
+    Checked on its ASCII bytes with `translate`, which deletes the hex digits in C: half the time of a
+    set test per character, on every B3 id of every request."""
+    if len(value) not in lengths or not value.isascii() or value.encode().translate(None, _HEX):
         return False
     return value.strip("0") != ""
 
