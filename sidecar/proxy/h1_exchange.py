@@ -20,9 +20,9 @@ from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.head import Framing, ResponseHead, chunk, informational, last_chunk
 
 if TYPE_CHECKING:
+    from sidecar.proxy.host import Upstream
     from sidecar.proxy.http1 import DownstreamConnection
     from sidecar.proxy.route import Route
-    from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
 
 
@@ -31,7 +31,7 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class H1Exchange(Exchange):
-    """The HTTP/1.1 client side of an exchange; the upstream side is an `UpstreamConnection`."""
+    """The HTTP/1.1 client side of an exchange; the upstream side is an `upstream.UpstreamConnection`."""
 
     __slots__ = (
         "_down_out",
@@ -99,7 +99,7 @@ class H1Exchange(Exchange):
         self.pending: list[bytes] = []  # request bytes waiting for an upstream connection
         self.held: list[bytes] = []  # bytes after an upgrade request, waiting for a 101
         self.req_done = False
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: Upstream | None = None
         self.response_started = False
         self.resp_framing = Framing.LENGTH
         self.down_chunked = False
@@ -111,7 +111,7 @@ class H1Exchange(Exchange):
         self._down_out: list[bytes] = []
 
     # Upstream side ------------------------------------------------------------------------------
-    def attach(self, upstream: UpstreamConnection) -> None:
+    def attach(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
@@ -222,7 +222,7 @@ class H1Exchange(Exchange):
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             if self.upstream_keep_alive and self.req_done and self.resp_framing is not Framing.CLOSE:
-                self.host.pool.release(upstream)
+                upstream.release()
             else:
                 upstream.close()
         if not self.req_done:
