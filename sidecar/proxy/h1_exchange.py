@@ -13,21 +13,44 @@ body as the next request, which would answer someone else).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.head import Framing, ResponseHead, chunk, informational, last_chunk
 
 if TYPE_CHECKING:
-    from sidecar.proxy.host import Upstream
-    from sidecar.proxy.http1 import DownstreamConnection
+    import asyncio
+
+    from sidecar.proxy.host import ConnectionHost, Upstream
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
 
 _MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Downstream(Protocol):
+    """What an exchange uses of its client connection (http1.DownstreamConnection)."""
+
+    pending_bytes: int  # request bytes buffered by its exchanges, waiting for an upstream
+    tunnel: H1Exchange | None  # the exchange whose upgrade made the connection a tunnel
+
+    @property
+    def host(self) -> ConnectionHost: ...
+    @property
+    def peer(self) -> str: ...
+    @property
+    def transport(self) -> asyncio.Transport: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def maybe_pause(self) -> None: ...
+    def maybe_resume(self) -> None: ...
+    def pause_for_upstream(self) -> None: ...
+    def resume_for_upstream(self) -> None: ...
+    def exchange_finished(self, exchange: H1Exchange) -> None: ...
 
 
 class H1Exchange(Exchange):
@@ -60,7 +83,7 @@ class H1Exchange(Exchange):
 
     def __init__(
         self,
-        conn: DownstreamConnection,
+        conn: Downstream,
         route: Route,
         method: bytes,
         target: bytes,
