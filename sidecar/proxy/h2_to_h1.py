@@ -9,8 +9,8 @@ from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.head import H2RequestHead, Headers, chunk, h2_response_from_h1, h2_trailers, last_chunk
 
 if TYPE_CHECKING:
+    from sidecar.proxy.h2_stream import Downstream
     from sidecar.proxy.host import Upstream
-    from sidecar.proxy.http2 import H2Downstream
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
@@ -22,7 +22,7 @@ class H2ToH1Stream(H2Stream):
 
     def __init__(
         self,
-        down: H2Downstream,
+        down: Downstream,
         sid: int,
         route: Route,
         decision: Decision,

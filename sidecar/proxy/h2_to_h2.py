@@ -10,8 +10,8 @@ from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.head import H2RequestHead, Headers, h2_response_from_h2
 
 if TYPE_CHECKING:
+    from sidecar.proxy.h2_stream import Downstream
     from sidecar.proxy.host import H2PooledConnection
-    from sidecar.proxy.http2 import H2Downstream
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
@@ -25,7 +25,7 @@ class H2ToH2Stream(H2Stream):
 
     def __init__(
         self,
-        down: H2Downstream,
+        down: Downstream,
         sid: int,
         route: Route,
         decision: Decision,
