@@ -10,9 +10,8 @@ import asyncio
 from typing import Any
 
 from sidecar.config.snapshot import OutboundListener
-from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_upstream import H2Pool
-from sidecar.proxy.host import UpstreamPool
+from sidecar.proxy.host import Deadline, UpstreamPool
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
@@ -69,7 +68,7 @@ class FakeListener:
         self.h2_pool = H2Pool(self.settings, self.pool.resolver)
         self.draining = False
         self.sweep_interval = 1.0
-        self.deadlines: set[Exchange] = set()
+        self.deadlines: set[Deadline] = set()
         self.h2_prefaces = 0
         tracer = Tracer(TracerSettings(), service_name="fuzz", node_id="default.fuzz")
         self.route = Route.outbound(

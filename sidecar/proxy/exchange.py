@@ -16,9 +16,8 @@ from sidecar.proxy.endpoint import Endpoint, ResolutionError
 from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
-    from sidecar.proxy.host import ConnectionHost
+    from sidecar.proxy.host import ConnectionHost, Upstream
     from sidecar.proxy.route import Route
-    from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
 
 log = logging.getLogger("sidecar.proxy")
@@ -114,7 +113,7 @@ class Exchange:
         self.extra_tags: dict[str, str] | None = None  # protocol-specific closing tags (gRPC's)
 
     # To be provided by the protocol -------------------------------------------------------------
-    def attach(self, upstream: UpstreamConnection) -> None:
+    def attach(self, upstream: Upstream) -> None:
         raise NotImplementedError
 
     def local_flag(self, flag: str) -> None:
@@ -152,7 +151,7 @@ class Exchange:
         future = asyncio.ensure_future(self.host.pool.connect(self.endpoint))
         future.add_done_callback(self._connected)
 
-    def _connected(self, future: asyncio.Future[UpstreamConnection]) -> None:
+    def _connected(self, future: asyncio.Future[Upstream]) -> None:
         exc = asyncio.CancelledError() if future.cancelled() else future.exception()
         if self.finished:
             if exc is None:

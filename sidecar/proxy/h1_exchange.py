@@ -13,16 +13,17 @@ body as the next request, which would answer someone else).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.head import Framing, ResponseHead, chunk, informational, last_chunk
 
 if TYPE_CHECKING:
-    from sidecar.proxy.http1 import DownstreamConnection
+    import asyncio
+
+    from sidecar.proxy.host import ConnectionHost, Upstream
     from sidecar.proxy.route import Route
-    from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
 
 
@@ -30,8 +31,30 @@ _MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
+class Downstream(Protocol):
+    """What an exchange uses of its client connection (http1.DownstreamConnection)."""
+
+    pending_bytes: int  # request bytes buffered by its exchanges, waiting for an upstream
+    tunnel: H1Exchange | None  # the exchange whose upgrade made the connection a tunnel
+
+    @property
+    def host(self) -> ConnectionHost: ...
+    @property
+    def peer(self) -> str: ...
+    @property
+    def transport(self) -> asyncio.Transport: ...
+    @property
+    def closed(self) -> bool: ...
+
+    def maybe_pause(self) -> None: ...
+    def maybe_resume(self) -> None: ...
+    def pause_for_upstream(self) -> None: ...
+    def resume_for_upstream(self) -> None: ...
+    def exchange_finished(self, exchange: H1Exchange) -> None: ...
+
+
 class H1Exchange(Exchange):
-    """The HTTP/1.1 client side of an exchange; the upstream side is an `UpstreamConnection`."""
+    """The HTTP/1.1 client side of an exchange; the upstream side is an `upstream.UpstreamConnection`."""
 
     __slots__ = (
         "_down_out",
@@ -60,7 +83,7 @@ class H1Exchange(Exchange):
 
     def __init__(
         self,
-        conn: DownstreamConnection,
+        conn: Downstream,
         route: Route,
         method: bytes,
         target: bytes,
@@ -99,7 +122,7 @@ class H1Exchange(Exchange):
         self.pending: list[bytes] = []  # request bytes waiting for an upstream connection
         self.held: list[bytes] = []  # bytes after an upgrade request, waiting for a 101
         self.req_done = False
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: Upstream | None = None
         self.response_started = False
         self.resp_framing = Framing.LENGTH
         self.down_chunked = False
@@ -111,7 +134,7 @@ class H1Exchange(Exchange):
         self._down_out: list[bytes] = []
 
     # Upstream side ------------------------------------------------------------------------------
-    def attach(self, upstream: UpstreamConnection) -> None:
+    def attach(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
@@ -222,7 +245,7 @@ class H1Exchange(Exchange):
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             if self.upstream_keep_alive and self.req_done and self.resp_framing is not Framing.CLOSE:
-                self.host.pool.release(upstream)
+                upstream.release()
             else:
                 upstream.close()
         if not self.req_done:

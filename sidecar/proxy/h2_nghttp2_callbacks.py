@@ -1,22 +1,37 @@
 """The C entry points of the nghttp2 codec: one trampoline per libnghttp2 callback, which never lets a
 Python exception reach C (CPython would print it and C would read a stale return value), the registry
 in which a session finds its connection by its user_data key, and the callbacks table every session
-shares. The connection's methods do the work (`h2_nghttp2.NgConnection`)."""
+shares. The connection's methods do the work (`h2_nghttp2.NgConnection`, through the `Connection`
+Protocol below: this module is imported by that one, not the reverse)."""
 
 from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sidecar.proxy import h2_nghttp2_lib as ng
 
-if TYPE_CHECKING:
-    from sidecar.proxy.h2_nghttp2 import NgConnection
+
+class Connection(Protocol):
+    """What the callbacks call on the connection of a session (h2_nghttp2.NgConnection); each method
+    returns 0 or nghttp2's error code for C."""
+
+    callback_errors: list[BaseException]  # what the callbacks raised, for the call that ran C
+
+    def begin_frame(self, hd: ng.FrameHd) -> int: ...
+    def begin_headers(self, stream_id: int) -> int: ...
+    def header(self, name: bytes, value: bytes) -> int: ...
+    def frame_received(self, frame: Any) -> int: ...
+    def data_received(self, stream_id: int, data: bytes) -> int: ...
+    def stream_closed(self, stream_id: int, error_code: int) -> int: ...
+    def invalid_frame(self, hd: ng.FrameHd, lib_error: int) -> int: ...
+    def read_data(self, stream_id: int, buf: int, length: int, flags: Any) -> int: ...
+
 
 # Sessions find their connection through the user_data key; weak, so a dropped connection is collected
 # (and its session freed by a finalizer) whether or not anybody closed it.
-connections: dict[int, Callable[[], NgConnection | None]] = {}
+connections: dict[int, Callable[[], Connection | None]] = {}
 
 
 def _trampoline(fail: int) -> Callable[[Callable[..., int]], Callable[..., int]]:
@@ -43,7 +58,7 @@ def _gone() -> None:
     return None
 
 
-def _conn(user_data: int) -> NgConnection:
+def _conn(user_data: int) -> Connection:
     conn = connections[user_data]()
     assert conn is not None
     return conn

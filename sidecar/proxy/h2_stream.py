@@ -6,7 +6,7 @@ is `h2_to_h1.H2ToH1Stream` (an `http` listener that met an h2c client) or `h2_to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import h2.errors
 
@@ -20,9 +20,28 @@ from sidecar.proxy.head import (
 from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
-    from sidecar.proxy.http2 import H2Downstream
+    from sidecar.proxy.host import ConnectionHost
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
+
+
+class Downstream(Protocol):
+    """What a stream uses of its client connection (http2.H2Downstream)."""
+
+    @property
+    def host(self) -> ConnectionHost: ...
+    @property
+    def peer(self) -> str: ...
+
+    def send_headers(self, stream_id: int, headers: Headers, *, end_stream: bool) -> None: ...
+    def send_data(self, stream_id: int, data: bytes, ack: Ack) -> None: ...
+    def end_stream(self, stream_id: int, trailers: Headers | None, *, then_reset: int | None) -> None: ...
+    def reset(self, stream_id: int, code: int) -> None: ...
+    def ack(self, stream_id: int, size: int) -> None: ...  # flow-controlled bytes handed on
+    def queued(self, stream_id: int) -> int: ...  # bytes waiting for the client's window
+    def touch(self) -> None: ...  # flush at the end of the current callback
+    def flush(self) -> None: ...
+    def stream_closed(self, stream: H2Stream) -> None: ...
 
 
 class H2Stream(Exchange):
@@ -43,7 +62,7 @@ class H2Stream(Exchange):
     )
 
     def __init__(
-        self, down: H2Downstream, sid: int, route: Route, decision: Decision, head: H2RequestHead
+        self, down: Downstream, sid: int, route: Route, decision: Decision, head: H2RequestHead
     ) -> None:
         super().__init__(
             down.host,

@@ -9,9 +9,9 @@ from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.head import H2RequestHead, Headers, chunk, h2_response_from_h1, h2_trailers, last_chunk
 
 if TYPE_CHECKING:
-    from sidecar.proxy.http2 import H2Downstream
+    from sidecar.proxy.h2_stream import Downstream
+    from sidecar.proxy.host import Upstream
     from sidecar.proxy.route import Route
-    from sidecar.proxy.upstream import UpstreamConnection
     from sidecar.tracing.decide import Decision
 
 
@@ -22,7 +22,7 @@ class H2ToH1Stream(H2Stream):
 
     def __init__(
         self,
-        down: H2Downstream,
+        down: Downstream,
         sid: int,
         route: Route,
         decision: Decision,
@@ -34,15 +34,15 @@ class H2ToH1Stream(H2Stream):
         super().__init__(down, sid, route, decision, head)
         self.head = forwarded
         self.chunked = chunked
-        self.upstream: UpstreamConnection | None = None
+        self.upstream: Upstream | None = None
         self.upstream_keep_alive = False
         self.paused_up = False  # the upstream socket is full: hold the client's window
         self.unacked = 0
 
     # Upstream side ------------------------------------------------------------------------------
-    def attach(self, upstream: UpstreamConnection) -> None:
+    def attach(self, upstream: Upstream) -> None:
         if self.closed:
-            self.host.pool.release(upstream)
+            upstream.release()
             return
         self.upstream = upstream
         self.upstream_address = upstream.peer
@@ -100,7 +100,7 @@ class H2ToH1Stream(H2Stream):
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
             if self.upstream_keep_alive and self.req_done:
-                self.host.pool.release(upstream)
+                upstream.release()
             else:
                 upstream.close()
         if not self.response_done:

@@ -10,8 +10,8 @@ from sidecar.proxy.h2_stream import H2Stream
 from sidecar.proxy.head import H2RequestHead, Headers, h2_response_from_h2
 
 if TYPE_CHECKING:
-    from sidecar.proxy.h2_upstream import H2Upstream
-    from sidecar.proxy.http2 import H2Downstream
+    from sidecar.proxy.h2_stream import Downstream
+    from sidecar.proxy.host import H2PooledConnection
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
@@ -25,7 +25,7 @@ class H2ToH2Stream(H2Stream):
 
     def __init__(
         self,
-        down: H2Downstream,
+        down: Downstream,
         sid: int,
         route: Route,
         decision: Decision,
@@ -34,7 +34,7 @@ class H2ToH2Stream(H2Stream):
     ) -> None:
         super().__init__(down, sid, route, decision, head)
         self.headers = headers
-        self.up: H2Upstream | None = None
+        self.up: H2PooledConnection | None = None
         self.up_sid = 0
         self.replay: list[bytes] | None = []  # request data sent so far, while small enough to resend
         self.replay_size = 0
@@ -45,7 +45,7 @@ class H2ToH2Stream(H2Stream):
         if endpoint is not None:
             self.host.h2_pool.open_stream(endpoint, self)
 
-    def attach_h2(self, up: H2Upstream) -> None:
+    def attach_h2(self, up: H2PooledConnection) -> None:
         """Called by the pool with a connection that has room for one more stream."""
         if self.closed:
             return

@@ -28,7 +28,7 @@ from sidecar.proxy.h2_errors import CodecFailed
 from sidecar.proxy.head import Headers
 
 if TYPE_CHECKING:
-    from sidecar.proxy.h2_to_h2 import H2ToH2Stream
+    from sidecar.proxy.host import Flushable, H2PooledStream
     from sidecar.proxy.settings import ProxySettings
 
 
@@ -40,10 +40,10 @@ class H2Upstream(H2Peer):
         self.pool = pool
         self.endpoint = endpoint
         self.peer = endpoint.key
-        self.streams: dict[int, H2ToH2Stream] = {}
+        self.streams: dict[int, H2PooledStream] = {}
         self.going_away = False
         self.idle_since = time.monotonic()  # updated while no stream is open
-        self._touched: set[H2Peer] = set()
+        self._touched: set[Flushable] = set()  # client connections to flush after a read
 
     # Pool interface -----------------------------------------------------------------------------
     def has_room(self) -> bool:
@@ -60,7 +60,7 @@ class H2Upstream(H2Peer):
             return False
         return True
 
-    def open(self, stream: H2ToH2Stream, headers: Headers, *, end_stream: bool) -> int:
+    def open(self, stream: H2PooledStream, headers: Headers, *, end_stream: bool) -> int:
         sid = self.h2.get_next_available_stream_id()
         self.streams[sid] = stream
         self.send_headers(sid, headers, end_stream=end_stream)
@@ -205,12 +205,12 @@ class H2Pool:
         self.settings = settings
         self.resolver = resolver
         self._conns: dict[Endpoint, list[H2Upstream]] = {}
-        self._waiting: dict[Endpoint, list[tuple[H2ToH2Stream, bool]]] = {}
+        self._waiting: dict[Endpoint, list[tuple[H2PooledStream, bool]]] = {}
         self._connecting: set[asyncio.Future[None]] = set()
         self.connects = 0
         self.protocol_errors = 0
 
-    def open_stream(self, endpoint: Endpoint, stream: H2ToH2Stream, *, fresh: bool = False) -> None:
+    def open_stream(self, endpoint: Endpoint, stream: H2PooledStream, *, fresh: bool = False) -> None:
         """Attach `stream` to a connection with room (`fresh`: not one that refused it), or queue it
         for the connection being opened."""
         if not fresh:

@@ -7,8 +7,8 @@ import contextlib
 
 from sidecar.config.snapshot import H2_PROTOCOLS, TRACED_PROTOCOLS
 from sidecar.proxy.acceptor import Acceptor, bind
-from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.h2_upstream import H2Pool
+from sidecar.proxy.host import Deadline
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.http2 import H2Downstream
 from sidecar.proxy.route import Route
@@ -38,7 +38,7 @@ class Listener:
         self.protocol = "tcp"  # the kuma.io/protocol it serves (set by start_listener)
         self.acceptor: Acceptor | None = None
         self.connections: set[asyncio.Protocol] = set()
-        self.deadlines: set[Exchange] = set()
+        self.deadlines: set[Deadline] = set()
         timeouts = (
             settings.header_timeout,
             settings.idle_timeout,

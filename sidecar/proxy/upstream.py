@@ -21,7 +21,7 @@ from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.head import informational_has_body
 
 if TYPE_CHECKING:
-    from sidecar.proxy.host import UpstreamPool
+    from sidecar.proxy.host import ResponseSink
     from sidecar.proxy.settings import ProxySettings
     from sidecar.proxy.stats import ListenerStats
 
@@ -30,30 +30,20 @@ class _Stop(Exception):
     """Raised in a parser callback to stop `feed_data`; the connection's flags say why."""
 
 
-class ResponseSink(Protocol):
-    """What an upstream connection reports to the exchange it serves (implemented by http1.Exchange)."""
+class ConnectionPool(Protocol):
+    """What a connection uses of the pool that opened it (`Pool`, or a test's own)."""
 
-    is_head: bool
+    settings: ProxySettings
+    stats: ListenerStats | None  # where connections broken by the upstream are counted
 
-    def on_response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, version: str
-    ) -> None: ...
-    def on_response_body(self, data: bytes) -> None: ...
-    def on_response_complete(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
-    def on_upstream_upgraded(self, rest: bytes) -> None: ...
-    def on_tunnel_data(self, data: bytes) -> None: ...
-    def on_tunnel_eof(self) -> bool: ...
-    def on_upstream_lost(self, exc: Exception | None) -> None: ...
-    def on_upstream_protocol_error(self, detail: str) -> None: ...
-    def pause_downstream(self) -> None: ...
-    def flush_downstream(self) -> None: ...
-    def resume_downstream(self) -> None: ...
+    def release(self, conn: UpstreamConnection) -> None: ...
+    def forget(self, conn: UpstreamConnection) -> None: ...
 
 
 class UpstreamConnection(asyncio.Protocol):
     """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
 
-    def __init__(self, pool: UpstreamPool, endpoint: Endpoint) -> None:
+    def __init__(self, pool: ConnectionPool, endpoint: Endpoint) -> None:
         self.pool = pool
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
@@ -235,6 +225,10 @@ class UpstreamConnection(asyncio.Protocol):
     def resume_reading(self) -> None:
         if self.transport is not None and not self.closed:
             self.transport.resume_reading()
+
+    def release(self) -> None:
+        """The exchange is done with it: back to the pool, idle, if it can be reused."""
+        self.pool.release(self)
 
     def close(self) -> None:
         self.exchange = None
