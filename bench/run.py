@@ -13,7 +13,8 @@ Peers, all in front of the same upstream on loopback:
   sidecar-100  `sidecar run`, sampling 100 %, every span delivered to a real collector process
   sidecar-100-otlp  the same, spans sent as OTLP/HTTP (--otlp-endpoint) to the collector's /v1/traces
   sidecar-100-b3, sidecar-100-w3c   the same with `--trace-context b3` (Kuma's B3 only) or `w3c`;
-               `-w2` runs 2 workers (sidecar-100-w2-b3); options combine (sidecar-100-w2-otlp)
+               `-w2` runs 2 workers (sidecar-100-w2-b3), `-b1000` posts spans in batches of 1000
+               (--min-batch); options combine (sidecar-100-w2-otlp)
 The upstream is nginx `return 200` when nginx is installed (so it is never the bottleneck), otherwise a
 small uvloop server. Load comes from wrk (apt-get install -y wrk) or, without it, a Python generator.
 Rounds rotate the peer order so drift cancels; the table shows medians. Results also go to
@@ -403,6 +404,9 @@ def main() -> int:
                 extra: tuple[str, ...] = ()
                 if "otlp" in options:  # the same spans as OTLP/HTTP to the collector's /v1/traces
                     extra += ("--otlp-endpoint", f"http://127.0.0.1:{h.collector_port}/v1/traces")
+                for o in options:  # `-b1000`: --min-batch 1000 (spans per POST once that many wait)
+                    if o.startswith("b") and o[1:].isdigit():
+                        extra += ("--min-batch", o[1:])
                 for mode in ("w3c", "b3"):  # --trace-context, when not the default b3+w3c
                     if mode in options:
                         extra += ("--trace-context", mode)
