@@ -1,6 +1,6 @@
 """The performance table in one command: the pure-Python and compiled builds against nginx and naive.
 
-    .venv/bin/python bench/table.py                    # about 7 minutes; --rounds/--duration to change
+    .venv/bin/python bench/table.py                    # about 8 minutes; --rounds/--duration to change
     apt-get install -y nginx wrk hey nghttp2-client    # the peers and the load generators it uses
 
 One run on this machine, peers side by side: a compiled copy of the working tree is built first
