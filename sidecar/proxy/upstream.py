@@ -6,6 +6,12 @@ one nobody asked for: the parser is stopped there, the response is delivered aft
 exchange), and the connection is marked broken, closed instead of pooled and counted in
 `upstream_cx_protocol_error`. The check costs one flag test per message, not a look at each byte.
 Bytes that arrive on an idle pooled connection end it the same way.
+
+An exchange that ends while its connection is reading (the usual case: the response's last bytes
+complete it) is put back in the pool only when that read is over. Otherwise a client's pipelined next
+request, started from inside the read, would take the connection at once, and a second response in the
+connection's next read (an origin that answered twice, in two segments) would answer it: now that
+read finds the connection idle and ends it, and the next request goes up another connection.
 """
 
 from __future__ import annotations
@@ -64,6 +70,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_only = False  # a response to HEAD, complete at its headers
         self._leftover = False  # bytes followed a complete response
         self._malformed: str | None = None
+        self._reading = False  # inside data_received
+        self._release_pending = False  # released while reading: pooled when the read is over
 
     # asyncio.Protocol ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -75,6 +83,16 @@ class UpstreamConnection(asyncio.Protocol):
             self.peer = f"{peer[0]}:{peer[1]}" if ":" not in peer[0] else f"[{peer[0]}]:{peer[1]}"
 
     def data_received(self, data: bytes) -> None:
+        self._reading = True
+        try:
+            self._read(data)
+        finally:
+            self._reading = False
+            if self._release_pending:
+                self._release_pending = False
+                self.pool.release(self)
+
+    def _read(self, data: bytes) -> None:
         exchange = self.exchange
         if exchange is None:
             self.protocol_error()  # bytes nobody asked for: the connection is not reusable
@@ -227,8 +245,12 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def release(self) -> None:
-        """The exchange is done with it: back to the pool, idle, if it can be reused."""
-        self.pool.release(self)
+        """The exchange is done with it: back to the pool, idle, if it can be reused (after the read
+        under way, if any: see the module docstring)."""
+        if self._reading:
+            self._release_pending = True
+        else:
+            self.pool.release(self)
 
     def close(self) -> None:
         self.exchange = None

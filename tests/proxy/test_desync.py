@@ -158,7 +158,9 @@ async def test_bytes_after_a_response_never_reach_another_exchange(
     assert [line for line, _, _ in script.seen] == [method + b" /a HTTP/1.1", *[b"GET /victim HTTP/1.1"] * 2]
     errors = sum(listener.stats.upstream_cx_protocol_error.values())
     assert errors == (1 if broken else 0), case
-    assert up.connections == (2 if broken else 1), case
+    # The victim, started from inside the read that ended the first response, never takes that
+    # connection (a later read may bring a second response): it opens one, which the next client reuses.
+    assert up.connections == 2, case
     if status == 502:
         assert listener.stats.local_replies.get("UPE") == 1
 

@@ -6,17 +6,31 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from fuzz.hostile import SEQ, Answer, answers_strategy, client_strategy, hostile_case
 
 _loop = asyncio.new_event_loop()
 SMUGGLED = b"HTTP/1.1 200 OK\r\nx-seq: " + SEQ + b"\r\ncontent-length: 1\r\n\r\ns"
+SEQ_RESPONSE = b"HTTP/1.1 200 X\r\nx-seq: " + SEQ + b"\r\ncontent-length: 1\r\n\r\ns"
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(answers_strategy(), st.lists(client_strategy(), min_size=2, max_size=3))
+@example(  # found by this property: a second response in the read after a complete chunked one
+    (
+        Answer(
+            b"HTTP/1.1 200 X\r\nx-seq: "
+            + SEQ
+            + b"\r\nkeep-alive: timeout=5\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"0\r\n\r\n" + SEQ_RESPONSE,
+            350,
+            False,
+        ),
+    ),
+    [[(b"GET", b"", False)], [(b"GET", b"", False), (b"GET", b"", False)]],
+)
 def test_every_client_gets_its_own_responses(
     answers: tuple[Answer, ...], clients: list[list[tuple[bytes, bytes, bool]]]
 ) -> None:
@@ -37,3 +51,18 @@ ROWS = [
 def test_hostile_rows(case: str, answer: bytes, method: bytes) -> None:
     clients = [[(method, b"", False), (b"GET", b"", False)], [(b"GET", b"", False)]]
     _loop.run_until_complete(hostile_case(_loop, (Answer(answer, 0, False),), clients))
+
+
+# A complete, well-framed response, then a second one in the next read: the connection was already
+# done with, so the second belongs to nobody, not to the client's pipelined next request.
+FIRSTS = [
+    ("after Content-Length", b"HTTP/1.1 200 X\r\nx-seq: " + SEQ + b"\r\ncontent-length: 0\r\n\r\n"),
+    ("after chunked", b"HTTP/1.1 200 X\r\nx-seq: " + SEQ + b"\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "first"), FIRSTS, ids=[r[0] for r in FIRSTS])
+def test_a_response_in_a_later_read_answers_nobody(case: str, first: bytes) -> None:
+    cut = len(first) - len(SEQ) + 1  # where the first response ends once @SEQ@ is a one-digit number
+    clients = [[(b"GET", b"", False), (b"GET", b"", False)], [(b"GET", b"", False), (b"GET", b"", False)]]
+    _loop.run_until_complete(hostile_case(_loop, (Answer(first + SMUGGLED, cut, False),), clients))
