@@ -17,6 +17,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -65,15 +66,21 @@ def _set_attribute(span: PbSpan, key: str, value: str | int) -> None:
         kv.value.string_value = value
 
 
-def library(spans: list[Span]) -> bytes:
-    """The same request built with the generated classes (the attributes the hand encoder writes)."""
-    request = ExportTraceServiceRequest()
+def _scope_spans(request: ExportTraceServiceRequest) -> Any:
+    """The request's one ResourceSpans (service.name "web") and its ScopeSpans, which is returned."""
     rs = request.resource_spans.add()
     kv = rs.resource.attributes.add()
     kv.key = "service.name"
     kv.value.string_value = "web"
     ss = rs.scope_spans.add()
     ss.scope.name = encode_otlp.SCOPE_NAME
+    return ss
+
+
+def library(spans: list[Span]) -> bytes:
+    """The same request built with the generated classes (the attributes the hand encoder writes)."""
+    request = ExportTraceServiceRequest()
+    ss = _scope_spans(request)
     for s in spans:
         pb = ss.spans.add()
         pb.trace_id = bytes.fromhex(s.trace_id.rjust(32, "0"))
@@ -126,12 +133,7 @@ def small_spans(n: int) -> list[Span]:
 
 def library_small(spans: list[Span]) -> bytes:
     request = ExportTraceServiceRequest()
-    rs = request.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key = "service.name"
-    kv.value.string_value = "web"
-    ss = rs.scope_spans.add()
-    ss.scope.name = encode_otlp.SCOPE_NAME
+    ss = _scope_spans(request)
     for s in spans:
         pb = ss.spans.add()
         pb.trace_id = bytes.fromhex(s.trace_id)
