@@ -12,7 +12,8 @@ What differs from h2, and how it is made to match:
 - A header list over the proxy's limit stops decoding at once (an HPACK bomb never expands in memory);
   a stream beyond the concurrency limit ends the connection as it does with h2; a connection error
   nghttp2 handles alone (GOAWAY queued, all further input ignored) is raised as h2's exception for it,
-  found from the session's state after every read, not only from `on_invalid_frame_recv`.
+  found from the session's state after every read, not only from `on_invalid_frame_recv`; after the
+  client's own GOAWAY, from the GOAWAY with an error code nghttp2 wrote.
 - Every stream nghttp2 resets on its own (a malformed request or response, WINDOW_UPDATE 0, DATA past
   a window, frames on a half-closed stream: the MadeYouReset shapes) is reported as a `StreamReset` with
   `remote_reset=False`, in the events of the read that caused it; one reset while sending (a data
@@ -144,7 +145,8 @@ class NgConnection:
         self._block_size = 0
         self._failure: h2.exceptions.ProtocolError | None = None
         self._lib_errors: list[int] = []
-        self._goaway = False  # a GOAWAY was received or asked for: a session that stops reading is fine
+        self._closing = False  # close_connection was asked for: the session stops reading, as it should
+        self._peer_goaway = False  # the peer sent GOAWAY: with no stream left, nghttp2 stops reading too
         self.stream_errors: list[str] = []  # streams nghttp2 reset for what they sent; the owner counts them
         self._sent = ctypes.c_void_p()
         self._pending = b""  # sent by nghttp2 right after a read
@@ -178,7 +180,7 @@ class NgConnection:
 
     def close_connection(self, error_code: int = 0) -> None:
         self._dirty = True
-        self._goaway = True
+        self._closing = True
         self._check(self.lib.nghttp2_session_terminate_session(self.session, error_code), "terminate_session")
 
     def data_to_send(self) -> bytes:
@@ -246,8 +248,14 @@ class NgConnection:
         lib_errors, self._lib_errors = self._lib_errors, []
         if n < 0:
             raise _lib_exception(n, lib_errors)
-        if not self._goaway and not self.lib.nghttp2_session_want_read(self.session):
-            # A connection error nghttp2 handled alone: GOAWAY queued (sent above), input ignored.
+        # A connection error nghttp2 handled alone: GOAWAY queued (sent above), input ignored. After the
+        # peer's GOAWAY a session also stops reading when its last stream ends, so there the GOAWAY with
+        # an error code nghttp2 wrote is what tells the two apart.
+        if (
+            not self._closing
+            and not self.lib.nghttp2_session_want_read(self.session)
+            and (not self._peer_goaway or _has_goaway_error(self._pending))
+        ):
             raise _lib_exception(0, lib_errors)
         for lib_error in lib_errors:  # stream errors: nghttp2 reset those streams
             self.stream_errors.append(_STREAM_ERROR_KINDS.get(lib_error, "stream_error"))
@@ -306,7 +314,7 @@ class NgConnection:
             if not hd.flags & ng.ACK:
                 events.append(h2.events.PingReceived(ping_data=b""))
         elif kind == ng.GOAWAY:
-            self._goaway = True
+            self._peer_goaway = True
             goaway = ctypes.cast(frame, ctypes.POINTER(ng.GoAway)).contents
             event = h2.events.ConnectionTerminated()
             event.error_code = _code(goaway.error_code)
@@ -527,6 +535,16 @@ def _code(value: int) -> h2.errors.ErrorCodes | int:
         return h2.errors.ErrorCodes(value)
     except ValueError:
         return value
+
+
+def _has_goaway_error(out: bytes) -> bool:
+    """Whether `out`, whole frames as nghttp2 wrote them, holds a GOAWAY with an error code."""
+    pos, end = 0, len(out)
+    while pos + 9 <= end:
+        if out[pos + 3] == ng.GOAWAY and pos + 17 <= end and out[pos + 13 : pos + 17] != b"\x00\x00\x00\x00":
+            return True
+        pos += 9 + int.from_bytes(out[pos : pos + 3], "big")
+    return False
 
 
 # nghttp2's error -> the metric kind, the message, the GOAWAY code.

@@ -49,3 +49,35 @@ def test_harness_sees_a_request_through_and_a_bad_preface_refused(codec: str) ->
     out, closed = _loop.run_until_complete(feed_h2(_loop, [b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"], codec))
     check_h2(out, closed)
     assert closed
+
+
+def _frame(kind: int, stream: int, body: bytes, flags: int = 0) -> bytes:
+    return len(body).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + body
+
+
+_SETTINGS = _frame(4, 0, b"")
+_OPEN = _frame(1, 1, b"\x83\x86A\x81\x1f\x84\\\x81\x0f", flags=4)  # POST with content-length: stream 1 open
+_CLIENT_GOAWAY = _frame(7, 0, bytes(8))  # last stream 0, NO_ERROR: the client is leaving
+# Rows: in one read, a stream opened, the client's GOAWAY, then a frame that is a connection error.
+# Found by the property on libnghttp2 (the last row): the error's GOAWAY went out and the connection
+# stayed open.
+LEAVING = [
+    ("DATA on stream 0", _frame(0, 0, b"")),
+    ("WINDOW_UPDATE of 0 on the connection", _frame(8, 0, bytes(4))),
+    ("SETTINGS with a bad length", _frame(4, 0, b"\x00\x04\x00")),
+    ("PRIORITY of length 0 on stream 0", _frame(2, 0, b"")),
+]
+
+
+@pytest.mark.parametrize("codec", codecs())
+@pytest.mark.parametrize(("case", "error"), LEAVING, ids=[r[0] for r in LEAVING])
+@pytest.mark.parametrize("overflow", [False, True], ids=["", "stream window overflowed"])
+def test_a_connection_error_after_the_client_goaway_still_closes(
+    case: str, error: bytes, overflow: bool, codec: str
+) -> None:
+    # With `overflow`, stream 1's send window overflows first (a stream error: the stream is reset).
+    reset = _frame(8, 1, b"\x7f\xff\xff\xff") if overflow else b""
+    chunk = PREFACE + _SETTINGS + _OPEN + reset + _CLIENT_GOAWAY + error
+    out, closed = _loop.run_until_complete(feed_h2(_loop, [chunk], codec))
+    check_h2(out, closed)
+    assert closed, case
