@@ -9,6 +9,9 @@ And one over the responses (MODE `hostile`, alone):
 - hostile upstream: an origin answering with random response bytes, pipelined clients one after the
   other on its pool; every client gets exactly the responses to its own requests, or a 5xx, or a close
   (fuzz/hostile.py).
+And one over upstream connection reuse (MODE `reuse`, alone, on real sockets):
+- careless upstream: a back-end that leaves bodies unread and reads them as requests, behind an HTTP/1.1
+  or HTTP/2 client; no request gets another's answer (tests/proxy/test_reuse_property.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,6 +54,16 @@ def run(examples: int, mode: str = "requests") -> None:
     if mode == "hostile":
         fuzz(given(answers_strategy(), st.lists(client_strategy(), min_size=2, max_size=3))(hostile))()
         print(f"hostile upstream: {examples} examples held")
+        return
+    if mode == "reuse":
+        from tests.proxy.test_reuse_property import PROTOCOLS, requests
+        from tests.proxy.test_reuse_property import case as reuse_case
+
+        def reuse(clients: list[list[Any]], protocol: str) -> None:
+            _loop.run_until_complete(reuse_case(clients, protocol))
+
+        fuzz(given(st.lists(requests(), min_size=1, max_size=2), st.sampled_from(PROTOCOLS))(reuse))()
+        print(f"careless upstream, connection reuse: {examples} examples held")
         return
     for name, case in (("parser path", parser_case), ("framing", framing_case)):
         fuzz(given(requests_strategy())(case))()

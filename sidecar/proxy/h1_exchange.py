@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
-from sidecar.proxy.head import Framing, ResponseHead, chunk, informational, last_chunk
+from sidecar.proxy.head import MAY_IGNORE_BODY, Framing, ResponseHead, chunk, informational, last_chunk
 
 if TYPE_CHECKING:
     import asyncio
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from sidecar.tracing.decide import Decision
 
 
-_MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
@@ -219,7 +218,7 @@ class H1Exchange(Exchange):
         # Pooled again only if the upstream surely read the whole request (see the module docstring):
         # not after an early answer, nor after a body a back-end may ignore.
         self.upstream_keep_alive = (
-            keep_alive and self.req_done and not (self.has_body and self.method in _MAY_IGNORE_BODY)
+            keep_alive and self.req_done and not (self.has_body and self.method in MAY_IGNORE_BODY)
         )
         close = self.upgrade or not self.keep_alive or self.host.draining
         head = ResponseHead(

@@ -1,4 +1,9 @@
-"""An HTTP/2 stream forwarded as an HTTP/1.1 request: an `http` listener that met an h2c client."""
+"""An HTTP/2 stream forwarded as an HTTP/1.1 request: an `http` listener that met an h2c client.
+
+The upstream connection goes back to the pool on the same terms as for an HTTP/1.1 client (see
+h1_exchange): the request was complete before the response began, and it was not a GET, HEAD or
+OPTIONS with a body.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,15 @@ from typing import TYPE_CHECKING
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_stream import H2Stream
-from sidecar.proxy.head import H2RequestHead, Headers, chunk, h2_response_from_h1, h2_trailers, last_chunk
+from sidecar.proxy.head import (
+    MAY_IGNORE_BODY,
+    H2RequestHead,
+    Headers,
+    chunk,
+    h2_response_from_h1,
+    h2_trailers,
+    last_chunk,
+)
 
 if TYPE_CHECKING:
     from sidecar.proxy.h2_stream import Downstream
@@ -18,7 +31,7 @@ if TYPE_CHECKING:
 class H2ToH1Stream(H2Stream):
     """An HTTP/2 stream forwarded as an HTTP/1.1 request (the `ResponseSink` of its connection)."""
 
-    __slots__ = ("chunked", "head", "paused_up", "unacked", "upstream", "upstream_keep_alive")
+    __slots__ = ("chunked", "has_body", "head", "paused_up", "unacked", "upstream", "upstream_keep_alive")
 
     def __init__(
         self,
@@ -30,10 +43,12 @@ class H2ToH1Stream(H2Stream):
         forwarded: bytes,
         *,
         chunked: bool,
+        has_body: bool,
     ) -> None:
         super().__init__(down, sid, route, decision, head)
         self.head = forwarded
         self.chunked = chunked
+        self.has_body = has_body  # body bytes or chunked framing follow the head
         self.upstream: Upstream | None = None
         self.upstream_keep_alive = False
         self.paused_up = False  # the upstream socket is full: hold the client's window
@@ -77,7 +92,10 @@ class H2ToH1Stream(H2Stream):
     ) -> None:
         if self.closed or status == 101 or 100 <= status < 200:
             return  # informational answers are not relayed over HTTP/2; 101 is refused at the body
-        self.upstream_keep_alive = keep_alive
+        # Decided now: after an early answer the back-end may never read the rest of the body.
+        self.upstream_keep_alive = (
+            keep_alive and self.req_done and not (self.has_body and self.method in MAY_IGNORE_BODY)
+        )
         end = self.is_head or status in (204, 304)
         self.send_response_head(h2_response_from_h1(status, headers), end=False)
         if end:
@@ -99,7 +117,7 @@ class H2ToH1Stream(H2Stream):
     def on_response_complete(self, trailers: Headers) -> None:
         upstream, self.upstream = self.upstream, None
         if upstream is not None:
-            if self.upstream_keep_alive and self.req_done:
+            if self.upstream_keep_alive:
                 upstream.release()
             else:
                 upstream.close()

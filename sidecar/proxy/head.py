@@ -49,6 +49,9 @@ HOP_BY_HOP = frozenset(
 _RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}  # what a response head's loop looks at twice
 #: Rule 2: never treated as connection options, whatever a Connection header says.
 NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
+#: Methods whose request body a back-end may leave unread, then read as the next request: an upstream
+#: connection that carried such a body is never pooled again.
+MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 Header = tuple[bytes, bytes]
 Headers = list[Header]  # a header block as HTTP/2 codecs take and give it
 

@@ -251,7 +251,11 @@ class H2Downstream(H2Peer):
         else:
             chunked = not ended and head.content_length is None
             forwarded = render_h1_request_from_h2(head, decision.remove, decision.headers, chunked=chunked)
-            stream = H2ToH1Stream(self, sid, route, decision, head, forwarded, chunked=chunked)
+            # Framing follows the head unless the stream says content-length 0 (any zeros).
+            has_body = not ended and (head.content_length is None or head.content_length.strip(b"0") != b"")
+            stream = H2ToH1Stream(
+                self, sid, route, decision, head, forwarded, chunked=chunked, has_body=has_body
+            )
         self.streams[sid] = stream
         self.host.stats.streams_active += 1
         if ended:

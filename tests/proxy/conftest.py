@@ -100,6 +100,44 @@ async def read_request(reader: asyncio.StreamReader) -> Request:
     return lines[0], headers, body
 
 
+@dataclass
+class Reply:
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+
+
+async def read_reply(reader: asyncio.StreamReader, *, head_request: bool = False) -> Reply:
+    """One final response as a careful client reads it (a 1xx before it is skipped)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    while head.startswith(b"HTTP/1.1 1"):
+        head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        if line:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip()
+    body = b""
+    if head_request or status in (204, 304) or status < 200:
+        pass
+    elif b"content-length" in headers:
+        body = await reader.readexactly(int(headers[b"content-length"]))
+    elif headers.get(b"transfer-encoding", b"").endswith(b"chunked"):
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass  # trailer fields
+                break
+            body += await reader.readexactly(size)
+            await reader.readexactly(2)
+    else:
+        body = await reader.read()
+    return Reply(status, headers, body)
+
+
 def response(status: int = 200, body: bytes = b"ok", extra: bytes = b"") -> bytes:
     return b"HTTP/1.1 %d X\r\ncontent-length: %d\r\n%b\r\n%b" % (status, len(body), extra, body)
 

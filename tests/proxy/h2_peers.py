@@ -23,6 +23,7 @@ class Response:
     body: bytes = b""
     trailers: Headers = field(default_factory=list)
     reset: int | None = None
+    head: asyncio.Event = field(default_factory=asyncio.Event)  # the final response head is in
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -97,6 +98,7 @@ class H2Client:
         finally:
             self.closed.set()
             for response in self.responses.values():
+                response.head.set()
                 response.done.set()
 
     def _without_goaway(self, data: bytes) -> tuple[bytes, bytes]:
@@ -120,6 +122,7 @@ class H2Client:
         if isinstance(event, h2.events.ResponseReceived) and response is not None:
             response.headers = list(event.headers)  # type: ignore[arg-type]
             response.status = int(dict(response.headers)[b":status"])
+            response.head.set()
         elif isinstance(event, h2.events.DataReceived) and response is not None:
             response.body += event.data
             if self.auto_ack:

@@ -14,7 +14,7 @@ import pytest
 
 from sidecar.proxy import ProxySettings
 from sidecar.proxy.head import UnderscoreAction
-from tests.proxy.conftest import Bench, read_request, response
+from tests.proxy.conftest import Bench, Reply, read_reply, read_request, response
 from tests.proxy.h2_peers import GET, H2Client
 
 VICTIM = b"GET /victim HTTP/1.1\r\nHost: v\r\nCookie: secret\r\n\r\n"
@@ -47,44 +47,6 @@ class Scripted:
             else:
                 writer.write(response(200, target))
             await writer.drain()
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-
-
-async def read_reply(reader: asyncio.StreamReader, *, head_request: bool = False) -> Reply:
-    """One final response as a careful client reads it (a 1xx before it is skipped)."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    while head.startswith(b"HTTP/1.1 1"):
-        head = await reader.readuntil(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    status = int(lines[0].split(b" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        if line:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-    body = b""
-    if head_request or status in (204, 304) or status < 200:
-        pass
-    elif b"content-length" in headers:
-        body = await reader.readexactly(int(headers[b"content-length"]))
-    elif headers.get(b"transfer-encoding", b"").endswith(b"chunked"):
-        while True:
-            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass  # trailer fields
-                break
-            body += await reader.readexactly(size)
-            await reader.readexactly(2)
-    else:
-        body = await reader.read()
-    return Reply(status, headers, body)
 
 
 async def conversation(port: int, raw: bytes, heads: list[bool]) -> list[Reply]:
@@ -286,6 +248,97 @@ async def test_body_of_a_get_is_framed_and_its_connection_not_reused(bench: Benc
     (other,) = await conversation(port, VICTIM, [False])
     assert (other.status, other.body) == (200, b"/victim")
     assert up.connections == 2  # the body's connection was closed after its response
+
+
+@dataclass
+class SlowOnSmuggled:
+    """A back-end that ignores request bodies, answers in order, and answers `/smuggled` only once the
+    request after it is in: its answer then meets whichever request the proxy sent next on the connection.
+    `/early` is answered before its body is read: the head and half the body at once, the rest once the
+    next request head is in (which, for a back-end that ignores bodies, is the body)."""
+
+    targets: list[bytes] = field(default_factory=list)
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        owed: list[bytes] = []
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            target = head.split(b" ")[1]
+            self.targets.append(target)
+            for answer in owed:
+                writer.write(answer)
+            owed = []
+            if target == b"/early":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\n/ea")
+                owed.append(b"rly")
+            elif target == b"/smuggled":
+                owed.append(response(200, target))
+            else:
+                writer.write(response(200, target))
+            await writer.drain()
+
+
+SMUGGLED_GET = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def h2_request(method: bytes, target: bytes, length: int) -> list[tuple[bytes, bytes]]:
+    return [(b":method", method), (b":scheme", b"http"), (b":authority", b"a"), (b":path", target),
+            (b"content-length", b"%d" % length)]  # fmt: skip
+
+
+# The same 0.CL over HTTP/2 to an HTTP/1.1 upstream: a GET whose DATA the back-end ignores.
+@pytest.mark.parametrize("method", [b"GET", b"OPTIONS", b"HEAD"])
+async def test_body_of_a_get_over_http2_does_not_reach_the_next_stream(
+    bench: Bench, h2_codec: str, method: bytes
+) -> None:
+    script = SlowOnSmuggled()
+    up = await bench.upstream(script.handler)
+    listener = await bench.proxy(up.port)
+    client = await H2Client.open(listener.bound[1])
+    sid = client.request(h2_request(method, b"/a", len(SMUGGLED_GET)), end=False)
+    await client.send_all(sid, SMUGGLED_GET)
+    first = await client.response(sid)
+    victim = await client.response(client.request([*GET[:3], (b":path", b"/victim")]))
+    await client.close()
+    assert first.status == 200 and (method == b"HEAD" or first.body == b"/a")
+    assert (victim.status, victim.body) == (200, b"/victim")
+    assert up.connections == 2  # the body's connection was closed after its response
+
+
+async def test_a_get_over_http2_with_content_length_0_keeps_its_connection(
+    bench: Bench, h2_codec: str
+) -> None:
+    script = SlowOnSmuggled()
+    up = await bench.upstream(script.handler)
+    listener = await bench.proxy(up.port)
+    client = await H2Client.open(listener.bound[1])
+    sid = client.request(h2_request(b"GET", b"/a", 0), end=False)
+    await client.send_all(sid, b"")  # END_STREAM on an empty DATA frame: nothing follows the head
+    first = await client.response(sid)
+    victim = await client.response(client.request([*GET[:3], (b":path", b"/victim")]))
+    await client.close()
+    assert (first.body, victim.body) == (b"/a", b"/victim")
+    assert up.connections == 1
+
+
+async def test_an_early_answer_over_http2_does_not_reach_the_next_stream(bench: Bench, h2_codec: str) -> None:
+    """The response began before the request body was sent: the back-end may not have read the body."""
+    script = SlowOnSmuggled()
+    up = await bench.upstream(script.handler)
+    listener = await bench.proxy(up.port)
+    client = await H2Client.open(listener.bound[1])
+    sid = client.request(h2_request(b"POST", b"/early", len(SMUGGLED_GET)), end=False)
+    await asyncio.wait_for(client.responses[sid].head.wait(), 5)
+    await client.send_all(sid, SMUGGLED_GET)
+    first = await client.response(sid)
+    victim = await client.response(client.request([*GET[:3], (b":path", b"/victim")]))
+    await client.close()
+    assert (first.status, first.body) == (200, b"/early")
+    assert (victim.status, victim.body) == (200, b"/victim")
+    assert script.targets == [b"/early", b"/smuggled", b"/victim"] and up.connections == 2
 
 
 async def test_http10_chunked_response_closes_the_upstream_connection(bench: Bench) -> None:
