@@ -28,6 +28,9 @@ NOTE = "sidecar/BUILD_NOTE"
 # The pure rules, the tracer and the data path's per-request classes. Left interpreted: the listener and
 # the TCP path (they touch the loop's own objects, where uvloop returns lists that typeshed calls tuples
 # and compiled code checks), endpoint.py (an OSError subclass), the ctypes codec, and all the rest.
+# In these modules, module-level constants, and the library functions a request calls, are `Final`:
+# mypyc keeps a Final name in a C static, where a plain global costs a dict lookup on every use (and
+# `time.perf_counter()` an attribute lookup on the module as well): ~0.5 us per traced request.
 COMPILED = [
     "sidecar/tracing/b3.py",
     "sidecar/tracing/custom_tags.py",

@@ -428,7 +428,6 @@ def _run(args: argparse.Namespace) -> int:
     from sidecar.proxy.head import UnderscoreAction
     from sidecar.runtime import RunOptions
     from sidecar.serve import run, setup_logging
-    from sidecar.workers import run_workers
 
     try:
         values, source = run_values(args, os.environ)
@@ -478,6 +477,8 @@ def _run(args: argparse.Namespace) -> int:
     for warning in unknown_variables(os.environ):
         log.warning("%s", warning)
     if options.workers > 1:
+        from sidecar.workers import run_workers  # multiprocessing and the rest: only for workers
+
         return run_workers(options, options.workers)
     return run(options)
 

@@ -3,29 +3,30 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Final
 
 # Envoy's short response flags (tag `response_flags`).
-NO_FLAGS = "-"
-UPSTREAM_CONNECT_FAILURE = "UF"
-NO_HEALTHY_UPSTREAM = "UH"
-UPSTREAM_RESET = "UR"
-UPSTREAM_TIMEOUT = "UT"
-DOWNSTREAM_CLOSED = "DC"
-DOWNSTREAM_RESET = "DR"  # the client reset an HTTP/2 stream
-STREAM_IDLE_TIMEOUT = "SI"
-DOWNSTREAM_PROTOCOL_ERROR = "DPE"
-UPSTREAM_PROTOCOL_ERROR = "UPE"
+NO_FLAGS: Final = "-"
+UPSTREAM_CONNECT_FAILURE: Final = "UF"
+NO_HEALTHY_UPSTREAM: Final = "UH"
+UPSTREAM_RESET: Final = "UR"
+UPSTREAM_TIMEOUT: Final = "UT"
+DOWNSTREAM_CLOSED: Final = "DC"
+DOWNSTREAM_RESET: Final = "DR"  # the client reset an HTTP/2 stream
+STREAM_IDLE_TIMEOUT: Final = "SI"
+DOWNSTREAM_PROTOCOL_ERROR: Final = "DPE"
+UPSTREAM_PROTOCOL_ERROR: Final = "UPE"
 
 # Envoy's wording for the bodies of its local replies.
-_RESET = b"upstream connect error or disconnect/reset before headers. reset reason: "
-_BODIES = {
+_RESET: Final = b"upstream connect error or disconnect/reset before headers. reset reason: "
+_BODIES: Final = {
     UPSTREAM_CONNECT_FAILURE: _RESET + b"connection failure",
     UPSTREAM_RESET: _RESET + b"connection termination",
     UPSTREAM_PROTOCOL_ERROR: _RESET + b"protocol error",
     NO_HEALTHY_UPSTREAM: b"no healthy upstream",
     UPSTREAM_TIMEOUT: b"upstream request timeout",
 }
-STATUS_FOR_FLAG = {
+STATUS_FOR_FLAG: Final = {
     UPSTREAM_CONNECT_FAILURE: 503,
     UPSTREAM_RESET: 503,
     UPSTREAM_PROTOCOL_ERROR: 502,  # a malformed response or a broken upstream connection (Envoy: 502)
@@ -83,7 +84,7 @@ def bad_request(status: int, detail: str) -> bytes:
 
 # gRPC local replies: Envoy answers a gRPC request with a trailers-only response, the failure in
 # grpc-status (UNAVAILABLE for connect failures, resets and no endpoint; DEADLINE_EXCEEDED on timeout).
-GRPC_STATUS_FOR_FLAG = {
+GRPC_STATUS_FOR_FLAG: Final = {
     UPSTREAM_CONNECT_FAILURE: 14,
     UPSTREAM_RESET: 14,
     UPSTREAM_PROTOCOL_ERROR: 14,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from sidecar.proxy import errors
 from sidecar.proxy.endpoint import Endpoint, ResolutionError
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
-log = logging.getLogger("sidecar.proxy")
-_DEBUG = logging.DEBUG
+log: Final = logging.getLogger("sidecar.proxy")
+_DEBUG: Final = logging.DEBUG
+_perf_counter: Final = time.perf_counter  # Final: a C static when compiled, no lookup per request
 
-_UPSTREAM_FAILURES = frozenset(
+_UPSTREAM_FAILURES: Final = frozenset(
     {
         errors.UPSTREAM_CONNECT_FAILURE,
         errors.UPSTREAM_RESET,
@@ -33,8 +34,8 @@ _UPSTREAM_FAILURES = frozenset(
 )
 
 
-NO_ENDPOINT_WARNING_EVERY = 60.0  # seconds: one line per service, not one per request
-_no_endpoint_warned: dict[str, float] = {}
+NO_ENDPOINT_WARNING_EVERY: Final = 60.0  # seconds: one line per service, not one per request
+_no_endpoint_warned: Final[dict[str, float]] = {}
 
 
 def _warn_no_endpoint(service: str, now: float) -> None:
@@ -92,7 +93,7 @@ class Exchange:
         self.target = target
         self.protocol = protocol
         self.peer = peer
-        self.started = time.perf_counter()
+        self.started = _perf_counter()
         # The one deadline for the response head, whatever the protocols: --upstream-timeout, cut by a
         # gRPC caller's own deadline (Envoy's max_grpc_timeout behaviour), on every path.
         timeout = host.settings.upstream_timeout
@@ -209,7 +210,7 @@ class Exchange:
             return
         self.finished = True
         self.cancel_timer()
-        seconds = time.perf_counter() - self.started
+        seconds = _perf_counter() - self.started
         stats = self.host.stats
         stats.record(self.status, seconds, self.request_size, self.response_size, self.flags)
         if self.endpoint is not None and (self.status >= 500 or self.flags in _UPSTREAM_FAILURES):

@@ -13,7 +13,7 @@ body as the next request, which would answer someone else).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from sidecar.tracing.decide import Decision
 
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class Downstream(Protocol):

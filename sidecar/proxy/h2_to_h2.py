@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from sidecar.proxy import errors
 from sidecar.proxy.h2_base import NO_ACK
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
-_REPLAY_LIMIT = 64 * 1024  # request bytes kept to retry a stream the upstream's GOAWAY refused
+_REPLAY_LIMIT: Final = 64 * 1024  # request bytes kept to retry a stream the upstream's GOAWAY refused
 
 
 class H2ToH2Stream(H2Stream):

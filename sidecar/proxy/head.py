@@ -38,20 +38,21 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Final
 
 from sidecar.tracing.decide import TRACE_HEADER_NAMES
 from sidecar.tracing.w3c import TRACEPARENT, TRACESTATE
 
-CRLF = b"\r\n"
-HOP_BY_HOP = frozenset(
+CRLF: Final = b"\r\n"
+HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer", b"upgrade"}
 )
-_RESPONSE_SPECIAL = HOP_BY_HOP | {b"content-length"}  # what a response head's loop looks at twice
+_RESPONSE_SPECIAL: Final = HOP_BY_HOP | {b"content-length"}  # what a response head's loop looks at twice
 #: Rule 2: never treated as connection options, whatever a Connection header says.
-NOT_CONNECTION_OPTIONS = frozenset({b"content-length", b"transfer-encoding", b"host"})
+NOT_CONNECTION_OPTIONS: Final = frozenset({b"content-length", b"transfer-encoding", b"host"})
 #: Methods whose request body a back-end may leave unread, then read as the next request: an upstream
 #: connection that carried such a body is never pooled again.
-MAY_IGNORE_BODY = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+MAY_IGNORE_BODY: Final = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 Header = tuple[bytes, bytes]
 Headers = list[Header]  # a header block as HTTP/2 codecs take and give it
 
@@ -65,7 +66,7 @@ class UnderscoreAction(enum.Enum):
 
 
 #: Never forwarded in a request: hop-by-hop fields, and Expect (rule 7).
-REQUEST_NOT_FORWARDED = HOP_BY_HOP | {b"expect"}
+REQUEST_NOT_FORWARDED: Final = HOP_BY_HOP | {b"expect"}
 
 
 def expects_continue(values: Iterable[bytes]) -> bool:
@@ -337,7 +338,7 @@ class ResponseHead:
         self.head = b"".join(out)
 
 
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: Final[dict[tuple[int, bytes], bytes]] = {}
 
 
 def status_line(status: int, reason: bytes) -> bytes:
@@ -514,7 +515,7 @@ def h2_response_from_h1(status: int, headers: list[Header]) -> list[Header]:
     return out
 
 
-_H2_FORBIDDEN = frozenset(HOP_BY_HOP - {b"te"})
+_H2_FORBIDDEN: Final = frozenset(HOP_BY_HOP - {b"te"})
 
 
 def h2_response_from_h2(headers: list[Header]) -> list[Header]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -18,13 +18,13 @@ from sidecar.proxy import errors
 from sidecar.proxy.h1_exchange import H1Exchange
 from sidecar.proxy.head import HeadError, RequestHead, UnderscoreError, check_version, render_h1_request
 
-log = logging.getLogger("sidecar.proxy")
+log: Final = logging.getLogger("sidecar.proxy")
 
 if TYPE_CHECKING:
     from sidecar.proxy.host import ConnectionHost
 
-H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_PROTOCOL = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
+H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_PROTOCOL: Final = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0"}
 
 
 def new_request_parser(protocol: object) -> httptools.HttpRequestParser:

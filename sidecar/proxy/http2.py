@@ -23,7 +23,7 @@ closed with GOAWAY, and so is one whose header block stays unfinished for `heade
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import h2.errors
 import h2.events
@@ -50,9 +50,9 @@ if TYPE_CHECKING:
 
     from sidecar.proxy.host import ConnectionHost
 
-log = logging.getLogger("sidecar.proxy")
-_WINDOW = 10.0  # seconds over which resets and control frames are counted
-_SETTINGS_FRAME_TYPE = 0x4
+log: Final = logging.getLogger("sidecar.proxy")
+_WINDOW: Final = 10.0  # seconds over which resets and control frames are counted
+_SETTINGS_FRAME_TYPE: Final = 0x4
 
 
 class H2Downstream(H2Peer):

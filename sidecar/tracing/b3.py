@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from sidecar.tracing.ids import is_lower_hex
 
-B3_SINGLE = b"b3"
-TRACE_ID = b"x-b3-traceid"
-SPAN_ID = b"x-b3-spanid"
-PARENT_SPAN_ID = b"x-b3-parentspanid"
-SAMPLED = b"x-b3-sampled"
-FLAGS = b"x-b3-flags"
+B3_SINGLE: Final = b"b3"
+TRACE_ID: Final = b"x-b3-traceid"
+SPAN_ID: Final = b"x-b3-spanid"
+PARENT_SPAN_ID: Final = b"x-b3-parentspanid"
+SAMPLED: Final = b"x-b3-sampled"
+FLAGS: Final = b"x-b3-flags"
 
 # x-b3-sampled values: B3's "1"/"0" and the legacy "true"/"false" some old tracers send.
-_SAMPLED_VALUES = {"1": True, "0": False, "true": True, "false": False}
-_SINGLE_SAMPLED = {"1": (True, False), "0": (False, False), "d": (True, True)}
+_SAMPLED_VALUES: Final = {"1": True, "0": False, "true": True, "false": False}
+_SINGLE_SAMPLED: Final = {"1": (True, False), "0": (False, False), "d": (True, True)}
 
 
 # Not frozen: mypyc compiles a plain dataclass to a native class (125 ns to build, against 450 for a

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from sidecar.tracing import b3, w3c
 from sidecar.tracing.custom_tags import TagRule, add_custom_tags
@@ -36,22 +37,22 @@ __all__ = [
     "header_names_for",
 ]
 
-REQUEST_ID = b"x-request-id"
+REQUEST_ID: Final = b"x-request-id"
 
 #: Lowercase names of the request headers the tracing decision reads and may replace. The proxy passes
 #: the first value of each name in `Tracer.header_names` (these, and any a tracer adds) to `Tracer.start`,
 #: and drops from the forwarded head every name in `Decision.remove` before appending `Decision.headers`.
-TRACE_HEADER_NAMES: frozenset[bytes] = frozenset(
+TRACE_HEADER_NAMES: Final[frozenset[bytes]] = frozenset(
     {REQUEST_ID, b3.B3_SINGLE, b3.TRACE_ID, b3.SPAN_ID, b3.PARENT_SPAN_ID, b3.SAMPLED, b3.FLAGS}
 )
-_ONLY_REQUEST_ID = frozenset({REQUEST_ID})
-_PAD = "0" * 16  # the high half of a 64-bit trace id written as 128 bits
-_W3C_NAMES = frozenset({w3c.TRACEPARENT, w3c.TRACESTATE})
+_ONLY_REQUEST_ID: Final = frozenset({REQUEST_ID})
+_PAD: Final = "0" * 16  # the high half of a 64-bit trace id written as 128 bits
+_W3C_NAMES: Final = frozenset({w3c.TRACEPARENT, w3c.TRACESTATE})
 
 #: `--trace-context` modes: which propagation formats are read and written. `b3` leaves `traceparent`
 #: and `tracestate` untouched, `w3c` leaves the B3 headers untouched.
-TRACE_CONTEXT_MODES = ("b3+w3c", "b3", "w3c")
-_NAMES_BY_MODE: dict[str, frozenset[bytes]] = {
+TRACE_CONTEXT_MODES: Final = ("b3+w3c", "b3", "w3c")
+_NAMES_BY_MODE: Final[dict[str, frozenset[bytes]]] = {
     "b3+w3c": TRACE_HEADER_NAMES | _W3C_NAMES,
     "b3": TRACE_HEADER_NAMES,
     "w3c": _ONLY_REQUEST_ID | _W3C_NAMES,

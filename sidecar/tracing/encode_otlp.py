@@ -24,13 +24,13 @@ from sidecar.tracing.protowire import field as _field
 from sidecar.tracing.protowire import varint as _varint
 from sidecar.tracing.span import Span
 
-CONTENT_TYPE = "application/x-protobuf"
-SCOPE_NAME = "kuma-trace-sidecar"
-_KIND = {"SERVER": 2, "CLIENT": 3}  # SPAN_KIND_SERVER, SPAN_KIND_CLIENT
+CONTENT_TYPE: Final = "application/x-protobuf"
+SCOPE_NAME: Final = "kuma-trace-sidecar"
+_KIND: Final = {"SERVER": 2, "CLIENT": 3}  # SPAN_KIND_SERVER, SPAN_KIND_CLIENT
 _STATUS_ERROR: Final = b"\x7a\x02\x18\x02"  # field 15 (status) = Status{code(3): STATUS_CODE_ERROR}
 
 # Envoy tags dropped from the attributes: said by the span status or by a semconv attribute instead.
-REPLACED_TAGS = frozenset(
+REPLACED_TAGS: Final = frozenset(
     {
         "http.method",
         "http.status_code",
@@ -122,11 +122,11 @@ def _rpc_attrs(grpc_path: str) -> bytes:
     return out
 
 
-_PROTOCOL_VERSION = {
+_PROTOCOL_VERSION: Final = {
     protocol: _string_kv("network.protocol.version", version)
     for protocol, version in (("HTTP/1.0", "1.0"), ("HTTP/1.1", "1.1"), ("HTTP/2", "2"))
 }
-_STATUS_CODES = {code: _int_kv("http.response.status_code", code) for code in range(100, 600)}
+_STATUS_CODES: Final = {code: _int_kv("http.response.status_code", code) for code in range(100, 600)}
 
 
 def _translate(key: str, value: str) -> bytes:
@@ -278,7 +278,7 @@ def _resource_prefix(service: str) -> bytes:
     return _field(1, _field(1, attribute))
 
 
-_SCOPE = _field(1, _field(1, SCOPE_NAME.encode()))  # ScopeSpans.scope: InstrumentationScope{name}
+_SCOPE: Final = _field(1, _field(1, SCOPE_NAME.encode()))  # ScopeSpans.scope: InstrumentationScope{name}
 
 
 def encode_request(service: str, spans: Sequence[bytes]) -> bytes:

@@ -4,10 +4,11 @@ trailers-only response), and which statuses are the server's fault and so mark t
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 # Envoy's server-side error set: Unknown, DeadlineExceeded, ResourceExhausted, Unimplemented, Internal,
 # Unavailable, DataLoss.
-SERVER_ERRORS = frozenset({2, 4, 8, 12, 13, 14, 15})
+SERVER_ERRORS: Final = frozenset({2, 4, 8, 12, 13, 14, 15})
 OK, CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE = 0, 1, 4, 14
 
 
@@ -47,7 +48,7 @@ def status_tags(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     return tags
 
 
-_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+_UNITS: Final = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 
 
 def timeout_seconds(value: bytes | None) -> float | None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from random import Random
+from typing import Final
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-CLIENT_TRACE_ID = b"x-client-trace-id"
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+CLIENT_TRACE_ID: Final = b"x-client-trace-id"
 
 
 def threshold(sampling_percent: float) -> int:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 SpanKind = Literal["SERVER", "CLIENT"]
-PATH_TAG_LIMIT = 256  # Envoy's default max_path_tag_length
+PATH_TAG_LIMIT: Final = 256  # Envoy's default max_path_tag_length
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,23 +15,25 @@ caller starts a new trace), never an error:
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-TRACEPARENT = b"traceparent"
-TRACESTATE = b"tracestate"
+TRACEPARENT: Final = b"traceparent"
+TRACESTATE: Final = b"tracestate"
 
-_OWS = b" \t"
-SAMPLED_FLAG = 0x01
-_MAX_MEMBERS = 32
-_ZERO_TRACE = b"0" * 32
-_ZERO_SPAN = b"0" * 16
-_FLAGS = tuple(b"-%02x" % bits for bits in range(256))  # the formatted flags field, by value
+_OWS: Final = b" \t"
+SAMPLED_FLAG: Final = 0x01
+_MAX_MEMBERS: Final = 32
+_ZERO_TRACE: Final = b"0" * 32
+_ZERO_SPAN: Final = b"0" * 16
+_FLAGS: Final = tuple(b"-%02x" % bits for bits in range(256))  # the formatted flags field, by value
 # version-traceid-parentid-flags, lower-case hex; a later version may append "-" and more (section 3.2).
-_TRACEPARENT = re.compile(rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL)
+_TRACEPARENT: Final = re.compile(
+    rb"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?", re.DOTALL
+)
 # One tracestate member (section 3.3.1.3): a simple key (a letter, then up to 255 of [a-z0-9_-*/]) or
 # tenant@system (up to 241 and 14), `=`, a value of up to 256 printable characters but `,` and `=`,
 # not ending in a space.
-_MEMBER = re.compile(
+_MEMBER: Final = re.compile(
     rb"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
     rb"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
 )

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sidecar.tracing.ids import is_lower_hex
+from sidecar.tracing.ids import hex64, is_lower_hex
 
 
 def reference(value: str, *lengths: int) -> bool:
@@ -39,3 +39,16 @@ def test_table(value: str, expected: bool) -> None:
 def test_agrees_with_a_regular_expression(value: str) -> None:
     assert is_lower_hex(value, 16, 32) == reference(value, 16, 32)
     assert is_lower_hex(value, 16) == reference(value, 16)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1, "0000000000000001"), (0x463AC35C9F6413AD, "463ac35c9f6413ad"), (2**64 - 1, "f" * 16)],
+)
+def test_hex64_table(value: int, expected: str) -> None:
+    assert hex64(value) == expected
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_hex64_is_sixteen_lower_hex_digits(value: int) -> None:
+    assert hex64(value) == f"{value:016x}"

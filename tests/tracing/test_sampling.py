@@ -51,10 +51,16 @@ def test_all_or_nothing() -> None:
 
 def test_new_request_id_is_lowercase_uuid4() -> None:
     rng = random.Random(3)
-    for _ in range(100):
-        rid = new_request_id(rng)
+    ids = [new_request_id(rng) for _ in range(200)]
+    for rid in ids:
         assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", rid)
         assert uuid.UUID(rid).version == 4
+        assert uuid.UUID(rid).variant == uuid.RFC_4122
+    # The fixed bits are the only fixed ones: every other digit, the variant's too, takes many values.
+    assert {rid[19] for rid in ids} == set("89ab")
+    for i in (0, 9, 15, 20, 35):
+        assert len({rid[i] for rid in ids}) > 8
+    assert len(set(ids)) == len(ids)
 
 
 @pytest.mark.parametrize(
