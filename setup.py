@@ -54,6 +54,7 @@ COMPILED = [
     "sidecar/proxy/h2_to_h2.py",
     "sidecar/proxy/h2_upstream.py",
     "sidecar/proxy/head.py",
+    "sidecar/proxy/host.py",
     "sidecar/proxy/http1.py",
     "sidecar/proxy/http2.py",
     "sidecar/proxy/route.py",

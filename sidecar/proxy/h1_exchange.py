@@ -13,16 +13,19 @@ body as the next request, which would answer someone else).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final
+
+from mypy_extensions import trait
 
 from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.head import MAY_IGNORE_BODY, Framing, ResponseHead, chunk, informational, last_chunk
+from sidecar.proxy.host import ResponseSink, Upstream
 
 if TYPE_CHECKING:
     import asyncio
 
-    from sidecar.proxy.host import ConnectionHost, Upstream
+    from sidecar.proxy.host import ConnectionHost
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
@@ -30,29 +33,35 @@ if TYPE_CHECKING:
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-class Downstream(Protocol):
-    """What an exchange uses of its client connection (http1.DownstreamConnection)."""
+@trait
+class Downstream:
+    """What an exchange uses of its client connection (http1.DownstreamConnection, which inherits it).
+    A mypyc trait rather than a Protocol, like host.py's `Upstream` and `ResponseSink` (see there)."""
 
+    host: ConnectionHost
+    peer: str
+    transport: asyncio.Transport
+    closed: bool
     pending_bytes: int  # request bytes buffered by its exchanges, waiting for an upstream
     tunnel: H1Exchange | None  # the exchange whose upgrade made the connection a tunnel
 
-    @property
-    def host(self) -> ConnectionHost: ...
-    @property
-    def peer(self) -> str: ...
-    @property
-    def transport(self) -> asyncio.Transport: ...
-    @property
-    def closed(self) -> bool: ...
+    def maybe_pause(self) -> None:
+        raise NotImplementedError
 
-    def maybe_pause(self) -> None: ...
-    def maybe_resume(self) -> None: ...
-    def pause_for_upstream(self) -> None: ...
-    def resume_for_upstream(self) -> None: ...
-    def exchange_finished(self, exchange: H1Exchange) -> None: ...
+    def maybe_resume(self) -> None:
+        raise NotImplementedError
+
+    def pause_for_upstream(self) -> None:
+        raise NotImplementedError
+
+    def resume_for_upstream(self) -> None:
+        raise NotImplementedError
+
+    def exchange_finished(self, exchange: H1Exchange) -> None:
+        raise NotImplementedError
 
 
-class H1Exchange(Exchange):
+class H1Exchange(Exchange, ResponseSink):
     """The HTTP/1.1 client side of an exchange; the upstream side is an `upstream.UpstreamConnection`."""
 
     __slots__ = (

@@ -20,15 +20,15 @@ from sidecar.proxy.head import (
     h2_trailers,
     last_chunk,
 )
+from sidecar.proxy.host import ResponseSink, Upstream
 
 if TYPE_CHECKING:
     from sidecar.proxy.h2_stream import Downstream
-    from sidecar.proxy.host import Upstream
     from sidecar.proxy.route import Route
     from sidecar.tracing.decide import Decision
 
 
-class H2ToH1Stream(H2Stream):
+class H2ToH1Stream(H2Stream, ResponseSink):
     """An HTTP/2 stream forwarded as an HTTP/1.1 request (the `ResponseSink` of its connection)."""
 
     __slots__ = ("chunked", "has_body", "head", "paused_up", "unacked", "upstream", "upstream_keep_alive")

@@ -7,6 +7,11 @@ the modules that implement them import this one and never the reverse, and an in
 (fuzz/harness.py) serves them as well as a bound socket does. This module imports only the small pure
 modules below it (endpoint, route, settings, stats, errors, head); mypy checks the concrete classes
 against these Protocols where the listener hands itself and its pools to a connection.
+
+The two contracts between an HTTP/1.1 upstream connection and its exchange (`Upstream`, `ResponseSink`)
+are mypyc traits instead, which the concrete classes inherit: compiled, the several calls each way per
+request then go through the trait's table, not a lookup by name (this module is compiled for them).
+Uncompiled, `trait` does nothing and they are plain base classes.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
+
+from mypy_extensions import trait
 
 from sidecar.proxy import errors
 
@@ -34,47 +41,78 @@ class Deadline(Protocol):
 
 
 # HTTP/1.1 upstream ----------------------------------------------------------------------------------
-class ResponseSink(Protocol):
+@trait
+class ResponseSink:
     """What an upstream connection reports to the exchange it serves (h1_exchange.H1Exchange,
-    h2_to_h1.H2ToH1Stream)."""
+    h2_to_h1.H2ToH1Stream, which inherit it). A mypyc trait, as `Upstream` below: see the module
+    docstring."""
 
     is_head: bool
 
     def on_response_head(
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool, version: str
-    ) -> None: ...
-    def on_response_body(self, data: bytes) -> None: ...
-    def on_response_complete(self, trailers: list[tuple[bytes, bytes]]) -> None: ...
-    def on_upstream_upgraded(self, rest: bytes) -> None: ...
-    def on_tunnel_data(self, data: bytes) -> None: ...
-    def on_tunnel_eof(self) -> bool: ...
-    def on_upstream_lost(self, exc: Exception | None) -> None: ...
-    def on_upstream_protocol_error(self, detail: str) -> None: ...
-    def pause_downstream(self) -> None: ...
-    def flush_downstream(self) -> None: ...
-    def resume_downstream(self) -> None: ...
+    ) -> None:
+        raise NotImplementedError
+
+    def on_response_body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_response_complete(self, trailers: list[tuple[bytes, bytes]]) -> None:
+        raise NotImplementedError
+
+    def on_upstream_upgraded(self, rest: bytes) -> None:
+        raise NotImplementedError
+
+    def on_tunnel_data(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def on_tunnel_eof(self) -> bool:
+        raise NotImplementedError
+
+    def on_upstream_lost(self, exc: Exception | None) -> None:
+        raise NotImplementedError
+
+    def on_upstream_protocol_error(self, detail: str) -> None:
+        raise NotImplementedError
+
+    def pause_downstream(self) -> None:
+        raise NotImplementedError
+
+    def flush_downstream(self) -> None:
+        raise NotImplementedError
+
+    def resume_downstream(self) -> None:
+        raise NotImplementedError
 
 
-class Upstream(Protocol):
-    """An HTTP/1.1 upstream connection, as the exchange it serves uses it (upstream.UpstreamConnection)."""
+@trait
+class Upstream:
+    """An HTTP/1.1 upstream connection, as the exchange it serves uses it (upstream.UpstreamConnection,
+    which inherits it)."""
 
     exchange: ResponseSink | None  # the exchange it serves now
+    peer: str  # the address connected to
+    transport: asyncio.Transport | None
+    reused: bool  # it came from the pool, idle
+    got_response_bytes: bool  # since it was handed to its exchange
 
-    @property
-    def peer(self) -> str: ...  # the address connected to
-    @property
-    def transport(self) -> asyncio.Transport | None: ...
-    @property
-    def reused(self) -> bool: ...  # it came from the pool, idle
-    @property
-    def got_response_bytes(self) -> bool: ...  # since it was handed to its exchange
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
 
-    def write(self, data: bytes) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
-    def release(self) -> None: ...  # back to the pool, idle (or closed if it cannot be reused)
-    def close(self) -> None: ...
-    def abort(self) -> None: ...
+    def pause_reading(self) -> None:
+        raise NotImplementedError
+
+    def resume_reading(self) -> None:
+        raise NotImplementedError
+
+    def release(self) -> None:  # back to the pool, idle (or closed if it cannot be reused)
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
 
 
 class UpstreamPool(Protocol):

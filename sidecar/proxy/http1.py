@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from sidecar.proxy import errors
-from sidecar.proxy.h1_exchange import H1Exchange
+from sidecar.proxy.h1_exchange import Downstream, H1Exchange
 from sidecar.proxy.head import HeadError, RequestHead, UnderscoreError, check_version, render_h1_request
 
 log: Final = logging.getLogger("sidecar.proxy")
@@ -47,7 +47,7 @@ def peer_name(transport: asyncio.BaseTransport) -> str:
     return "-"
 
 
-class DownstreamConnection(asyncio.Protocol):
+class DownstreamConnection(asyncio.Protocol, Downstream):
     """One client connection: strict request parsing, the queue of exchanges, flow control."""
 
     def __init__(self, host: ConnectionHost) -> None:
@@ -251,7 +251,8 @@ class DownstreamConnection(asyncio.Protocol):
 
     # httptools callbacks ------------------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.head_started = self.host.loop.time()
+        # The parser runs only inside data_received, which has just read the loop's clock.
+        self.head_started = self.last_activity
         self._url = b""
         self._headers = []
         self._trailers = []

@@ -25,9 +25,9 @@ import httptools
 
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.head import informational_has_body
+from sidecar.proxy.host import ResponseSink, Upstream
 
 if TYPE_CHECKING:
-    from sidecar.proxy.host import ResponseSink
     from sidecar.proxy.settings import ProxySettings
     from sidecar.proxy.stats import ListenerStats
 
@@ -48,7 +48,7 @@ class ConnectionPool(Protocol):
     def forget(self, conn: UpstreamConnection) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol, Upstream):
     """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
 
     def __init__(self, pool: ConnectionPool, endpoint: Endpoint) -> None:

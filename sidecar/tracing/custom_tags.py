@@ -8,7 +8,7 @@ and with no default the tag is left out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -25,7 +25,7 @@ def header_names(rules: Iterable[TagRule]) -> frozenset[bytes]:
     return frozenset(rule.header for rule in rules if rule.header is not None)
 
 
-def add_custom_tags(tags: dict[str, str], rules: Iterable[TagRule], incoming: Mapping[bytes, bytes]) -> None:
+def add_custom_tags(tags: dict[str, str], rules: Iterable[TagRule], incoming: dict[bytes, bytes]) -> None:
     for rule in rules:
         if rule.literal is not None:
             tags[rule.name] = rule.literal

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -83,16 +83,40 @@ class TracerSettings:
             raise ValueError(f"trace context {self.trace_context!r}: choose {', '.join(TRACE_CONTEXT_MODES)}")
 
 
-@dataclass(slots=True)
 class Decision:
-    request_id: str
-    trace_id: str  # lower hex, "" when nothing is traced (no backend)
-    span_id: str  # the id this hop propagates upstream ("" when nothing is traced)
-    sampled: bool
-    headers: list[tuple[bytes, bytes]]  # lowercase name, value: append these to the forwarded head
-    remove: frozenset[bytes]  # lowercase names to drop from the incoming head first
-    span: Span | None  # None when unsampled or when there is no backend
-    debug: bool = False
+    """What `start` decided for one request. A plain class: compiled, it is built by a native __init__
+    (a dataclass's generated __init__ stays interpreted), and one is built per request."""
+
+    __slots__ = ("debug", "headers", "remove", "request_id", "sampled", "span", "span_id", "trace_id")
+
+    def __init__(
+        self,
+        request_id: str,
+        trace_id: str,  # lower hex, "" when nothing is traced (no backend)
+        span_id: str,  # the id this hop propagates upstream ("" when nothing is traced)
+        sampled: bool,
+        headers: list[tuple[bytes, bytes]],  # lowercase name, value: append these to the forwarded head
+        remove: frozenset[bytes],  # lowercase names to drop from the incoming head first
+        span: Span | None,  # None when unsampled or when there is no backend
+        debug: bool = False,
+    ) -> None:
+        self.request_id = request_id
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.sampled = sampled
+        self.headers = headers
+        self.remove = remove
+        self.span = span
+        self.debug = debug
+
+    def __repr__(self) -> str:
+        return (
+            f"Decision(request_id={self.request_id!r}, trace_id={self.trace_id!r}, "
+            f"span_id={self.span_id!r}, sampled={self.sampled}, debug={self.debug})"
+        )
+
+
+_zipkin_endpoint: Final = zipkin_endpoint  # Final: a C static when compiled, no lookup per span
 
 
 def _wall_anchor_ns() -> int:
@@ -145,7 +169,9 @@ class Tracer:
     def start(
         self,
         kind: SpanKind,
-        incoming: Mapping[bytes, bytes],  # lowercase trace-header name -> first value, as received
+        # lowercase trace-header name -> first value, as received; a dict (not a Mapping): compiled,
+        # its lookups here and in b3/w3c/custom_tags are then C calls, not method lookups
+        incoming: dict[bytes, bytes],
         *,
         method: str | bytes,  # bytes as read are decoded (latin-1) only when a span is made
         authority: str | bytes,  # Host header value ("" when missing); the span name
@@ -258,7 +284,7 @@ class Tracer:
 
     @staticmethod
     def _w3c_headers(
-        incoming: Mapping[bytes, bytes],
+        incoming: dict[bytes, bytes],
         parent: w3c.TraceParent,
         trace_id: str,
         span_id: str,
@@ -307,7 +333,7 @@ class Tracer:
         if status == 0 or status >= 500:
             closing["error"] = "true"
         if span.kind == "SERVER":
-            span.remote_endpoint = zipkin_endpoint(span.peer_address)
+            span.remote_endpoint = _zipkin_endpoint(span.peer_address)
         else:
-            span.remote_endpoint = zipkin_endpoint(upstream_address, span.remote_service)
+            span.remote_endpoint = _zipkin_endpoint(upstream_address, span.remote_service)
         return self._encode(span)

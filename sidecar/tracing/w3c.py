@@ -15,7 +15,7 @@ caller starts a new trace), never an error:
 from __future__ import annotations
 
 import re
-from typing import Final, NamedTuple
+from typing import Final
 
 TRACEPARENT: Final = b"traceparent"
 TRACESTATE: Final = b"tracestate"
@@ -39,10 +39,27 @@ _MEMBER: Final = re.compile(
 )
 
 
-class TraceParent(NamedTuple):
-    trace_id: str  # 32 lower-hex
-    parent_id: str  # 16 lower-hex: the caller's span
-    flags: int  # trace-flags; bit 0 (SAMPLED_FLAG) = sampled
+class TraceParent:
+    """A valid incoming `traceparent`. A plain class: compiled, it is built without an interpreted
+    __new__ (a NamedTuple's), once per request that carries one."""
+
+    __slots__ = ("flags", "parent_id", "trace_id")
+
+    def __init__(self, trace_id: str, parent_id: str, flags: int) -> None:
+        self.trace_id = trace_id  # 32 lower-hex
+        self.parent_id = parent_id  # 16 lower-hex: the caller's span
+        self.flags = flags  # trace-flags; bit 0 (SAMPLED_FLAG) = sampled
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, TraceParent)
+            and self.trace_id == other.trace_id
+            and self.parent_id == other.parent_id
+            and self.flags == other.flags
+        )
+
+    def __repr__(self) -> str:
+        return f"TraceParent({self.trace_id!r}, {self.parent_id!r}, {self.flags})"
 
 
 def parse_traceparent(raw: bytes) -> TraceParent | None:

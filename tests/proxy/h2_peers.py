@@ -10,7 +10,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import Frame, GoAwayFrame
 
 Headers = list[tuple[bytes, bytes]]
 GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
@@ -151,6 +151,60 @@ class H2Client:
     async def close(self) -> None:
         self.writer.close()
         self._task.cancel()
+
+
+# Raw frames, for the tests that speak HTTP/2 byte by byte -------------------------------------------
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def parse_frames(data: bytes) -> tuple[list[Frame], bytes]:
+    """The whole frames at the start of `data`, in order, and the bytes of a partial one after them."""
+    frames = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        frame.parse_body(memoryview(data[9 : 9 + length]))
+        frames.append(frame)
+        data = data[9 + length :]
+    return frames, data
+
+
+async def read_to_close(reader: asyncio.StreamReader, timeout: float = 10) -> list[Frame]:
+    """Every frame the proxy writes until it closes the connection."""
+    data = b""
+    async with asyncio.timeout(timeout):
+        try:
+            while chunk := await reader.read(65536):
+                data += chunk
+        except ConnectionResetError:  # closed while the client was still writing: the kernel resets
+            pass
+    return parse_frames(data)[0]
+
+
+def goaway_codes(frames: list[Frame]) -> list[int]:
+    return [f.error_code for f in frames if isinstance(f, GoAwayFrame)]
+
+
+class Frames:
+    """Frames read from a connection, in order, across reads."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.pending: list[Frame] = []
+        self.data = b""
+
+    async def until(self, match: Callable[[Frame], bool], timeout: float = 10) -> Frame:
+        """The next frame that matches (those before it are read and passed over)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                while self.pending:
+                    frame = self.pending.pop(0)
+                    if match(frame):
+                        return frame
+                chunk = await self.reader.read(65536)
+                assert chunk, "closed"
+                self.pending, self.data = parse_frames(self.data + chunk)
 
 
 def goaway_frame(last_stream_id: int) -> bytes:

@@ -13,7 +13,6 @@ import hpack
 import pytest
 from hyperframe.frame import (
     ContinuationFrame,
-    Frame,
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
@@ -24,8 +23,8 @@ from hyperframe.frame import (
 
 from sidecar.proxy import ProxySettings
 from tests.proxy.conftest import Bench
+from tests.proxy.h2_peers import PREFACE, Frames, goaway_codes, read_to_close
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = SettingsFrame(0).serialize()
 PROTOCOL_ERROR, FLOW_CONTROL_ERROR, ENHANCE_YOUR_CALM = 1, 3, 11
 
@@ -131,22 +130,6 @@ CASES: list[tuple[str, Callable[[], bytes], str, int]] = [
 ]  # fmt: skip
 
 
-async def read_goaway(reader: asyncio.StreamReader) -> int | None:
-    """Read frames until the connection closes; the error code of the GOAWAY seen, if any."""
-    data = b""
-    async with asyncio.timeout(10):
-        while chunk := await reader.read(65536):
-            data += chunk
-    code = None
-    while len(data) >= 9:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        if isinstance(frame, GoAwayFrame):
-            code = frame.error_code
-        data = data[9 + length :]
-    return code
-
-
 async def h2_get(
     port: int, reader_writer: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 ) -> int:
@@ -192,7 +175,7 @@ async def test_hostile_http2_gets_goaway_and_close(
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(make())
     try:
-        assert await read_goaway(reader) == code
+        assert goaway_codes(await read_to_close(reader))[-1:] == [code]
     finally:
         writer.close()
     assert listener.stats.h2_errors == {kind: 1}
@@ -201,29 +184,6 @@ async def test_hostile_http2_gets_goaway_and_close(
     assert await h2_get(port) == 504
     assert await h2_get(port, bystander) == 504
     bystander[1].close()
-
-
-class Frames:
-    """Frames read from a connection, in order, across reads."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.data = b""
-
-    async def until(self, match: Callable[[Frame], bool]) -> Frame:
-        async with asyncio.timeout(10):
-            while True:
-                while len(self.data) >= 9:
-                    frame, length = Frame.parse_frame_header(memoryview(self.data[:9]))
-                    if len(self.data) < 9 + length:
-                        break
-                    frame.parse_body(memoryview(self.data[9 : 9 + length]))
-                    self.data = self.data[9 + length :]
-                    if match(frame):
-                        return frame
-                chunk = await self.reader.read(65536)
-                assert chunk, "closed"
-                self.data += chunk
 
 
 @pytest.mark.parametrize(

@@ -15,8 +15,6 @@ import h2.exceptions
 import hpack
 import pytest
 from hyperframe.frame import (
-    Frame,
-    GoAwayFrame,
     HeadersFrame,
     RstStreamFrame,
     SettingsFrame,
@@ -25,11 +23,10 @@ from hyperframe.frame import (
 
 from sidecar.proxy import ProxySettings
 from tests.proxy.conftest import Bench
-from tests.proxy.h2_peers import GET, H2Client, Headers
+from tests.proxy.h2_peers import GET, PREFACE, Frames, H2Client, Headers, goaway_codes, read_to_close
 
 pytestmark = pytest.mark.usefixtures("h2_codec")  # every test on both codecs
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = bytes(SettingsFrame(0).serialize())
 POST = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
 PROTOCOL_ERROR, ENHANCE_YOUR_CALM = 1, 11
@@ -146,27 +143,6 @@ async def until(condition: Callable[[], bool], timeout: float) -> None:
             await asyncio.sleep(0.01)
 
 
-async def read_to_close(reader: asyncio.StreamReader, timeout: float) -> list[Frame]:
-    data = b""
-    async with asyncio.timeout(timeout):
-        try:
-            while chunk := await reader.read(65536):
-                data += chunk
-        except ConnectionResetError:  # closed while the client was still writing: the kernel resets
-            pass
-    out = []
-    while len(data) >= 9:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
-
-
-def goaway_codes(frames: list[Frame]) -> list[int]:
-    return [f.error_code for f in frames if isinstance(f, GoAwayFrame)]
-
-
 # MadeYouReset --------------------------------------------------------------------------------------
 async def test_streams_the_proxy_resets_are_cancelled_upstream_within_a_second(
     bench: Bench, tracking: Callable[..., object]
@@ -211,29 +187,6 @@ async def test_upstream_work_stays_within_the_stream_limit(
     await until(lambda: not up.open, 5)
     assert up.requests == 100 and up.max_open == 5 and set(listener.stats.h2_errors) <= {"stream_error"}
     writer.close()
-
-
-class Frames:
-    """Frames read from a connection, in order, across reads."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
-        self.data = b""
-
-    async def until(self, match: Callable[[Frame], bool]) -> Frame:
-        async with asyncio.timeout(5):
-            while True:
-                while len(self.data) >= 9:
-                    frame, length = Frame.parse_frame_header(memoryview(self.data[:9]))
-                    if len(self.data) < 9 + length:
-                        break
-                    frame.parse_body(memoryview(self.data[9 : 9 + length]))
-                    self.data = self.data[9 + length :]
-                    if match(frame):
-                        return frame
-                chunk = await self.reader.read(65536)
-                assert chunk, "closed"
-                self.data += chunk
 
 
 async def test_self_resets_count_in_the_reset_budget(bench: Bench, tracking: Callable[..., object]) -> None:
