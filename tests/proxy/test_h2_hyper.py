@@ -15,9 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sidecar.proxy.h2_hyper import H2Connection, h2_config, malformed_response
-
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-GET = [(b":method", b"GET"), (b":scheme", b"http"), (b":authority", b"a"), (b":path", b"/")]
+from tests.proxy.h2_peers import GET, PREFACE
 
 HEADS = [
     ("a status", [(b":status", b"200")], False),

@@ -14,7 +14,6 @@ import hpack
 import pytest
 from hyperframe.frame import (
     DataFrame,
-    Frame,
     GoAwayFrame,
     HeadersFrame,
     PingFrame,
@@ -26,10 +25,10 @@ from hyperframe.frame import (
 from sidecar.proxy import ProxySettings, h2_nghttp2
 from sidecar.proxy import h2_nghttp2_lib as ng
 from sidecar.proxy.h2_errors import CodecError, CodecFailed
+from tests.proxy.h2_peers import PREFACE, parse_frames
 
 pytestmark = pytest.mark.skipif(not h2_nghttp2.available(), reason="libnghttp2 does not load here")
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 GET = [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
 POST = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
 PROTOCOL_ERROR, INTERNAL_ERROR = 1, 2
@@ -55,16 +54,6 @@ def headers(enc: hpack.Encoder, sid: int, fields: list[tuple[str, str]], *flags:
     for flag in ("END_HEADERS", *flags):
         frame.flags.add(flag)
     return bytes(frame.serialize())
-
-
-def frames(data: bytes) -> list[Frame]:
-    out = []
-    while len(data) >= 9:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9 : 9 + length]))
-        out.append(frame)
-        data = data[9 + length :]
-    return out
 
 
 def client_start() -> bytes:
@@ -101,7 +90,7 @@ def test_an_exception_in_the_header_callback_resets_the_stream_and_is_logged(
         )
     assert [e.stream_id for e in events if isinstance(e, h2.events.RequestReceived)] == [3]
     assert resets(events) == [(1, INTERNAL_ERROR, False)]
-    sent = [f for f in frames(conn.data_to_send()) if isinstance(f, RstStreamFrame)]
+    sent = [f for f in parse_frames(conn.data_to_send())[0] if isinstance(f, RstStreamFrame)]
     assert [(f.stream_id, f.error_code) for f in sent] == [(1, INTERNAL_ERROR)]
     assert "ValueError('boom')" in caplog.text and "stream reset" in caplog.text
 
@@ -140,7 +129,7 @@ def test_a_failing_data_provider_resets_its_stream_not_the_session(monkeypatch: 
         return real(stream_id, buf, length, flags)
 
     monkeypatch.setattr(conn, "read_data", read_data)
-    sent = frames(conn.data_to_send())
+    sent = parse_frames(conn.data_to_send())[0]
     assert [(f.stream_id, f.error_code) for f in sent if isinstance(f, RstStreamFrame)] == [
         (1, INTERNAL_ERROR)
     ]
@@ -181,7 +170,7 @@ def test_every_stream_nghttp2_resets_is_reported(case: str, make: object) -> Non
     events = conn.receive_data(client_start() + make(hpack.Encoder()))
     [(sid, code, remote)] = resets(events)
     assert sid == 1 and code != 0 and remote is False
-    sent = [f for f in frames(conn.data_to_send()) if isinstance(f, RstStreamFrame)]
+    sent = [f for f in parse_frames(conn.data_to_send())[0] if isinstance(f, RstStreamFrame)]
     assert [f.stream_id for f in sent] == [1]
 
 
@@ -233,7 +222,7 @@ def test_a_connection_error_without_invalid_frame_callback_is_raised(frame: byte
     with pytest.raises(CodecError) as raised:
         conn.receive_data(client_start() + frame)
     assert raised.value.error_code == PROTOCOL_ERROR or raised.value.kind == "frame_size"
-    goaways = [f for f in frames(conn.data_to_send()) if isinstance(f, GoAwayFrame)]
+    goaways = [f for f in parse_frames(conn.data_to_send())[0] if isinstance(f, GoAwayFrame)]
     assert len(goaways) == 1 and goaways[0].error_code != 0
 
 
