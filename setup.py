@@ -57,6 +57,7 @@ COMPILED = [
     "sidecar/proxy/host.py",
     "sidecar/proxy/http1.py",
     "sidecar/proxy/http2.py",
+    "sidecar/proxy/outbox.py",
     "sidecar/proxy/route.py",
     "sidecar/proxy/settings.py",
     "sidecar/proxy/stats.py",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,6 +21,7 @@ from fuzz.harness import FakeListener, FakeTransport
 from sidecar.config.snapshot import OutboundListener
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.http1 import DownstreamConnection
+from sidecar.proxy.outbox import Outbox
 from sidecar.proxy.route import Route
 from sidecar.proxy.upstream import UpstreamConnection
 from sidecar.tracing.decide import Tracer, TracerSettings
@@ -47,8 +49,9 @@ class InstantUpstream(FakeTransport):
 class OnePool:
     """One pooled connection, always idle when asked."""
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: object, outbox: Outbox) -> None:
         self.settings = settings
+        self.outbox = outbox
         self.resolver = Resolver()
         self.transport = InstantUpstream()
         self.conn = UpstreamConnection(self, Endpoint("127.0.0.1", 8080, "127.0.0.1:8080"))  # type: ignore[arg-type]
@@ -76,10 +79,28 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+class Turns:
+    """The loop as the outbox uses it, for a loop that never runs: `call_soon` holds the callback, `end`
+    runs what is held, where a running loop would after the turn's reads."""
+
+    def __init__(self) -> None:
+        self.soon: list[Callable[[], object]] = []
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        self.soon.append(callback)
+
+    def end(self) -> None:
+        soon, self.soon = self.soon, []
+        for callback in soon:
+            callback()
+
+
 def run(settings: TracerSettings | None, n: int) -> float:
     loop = new_loop()
     listener = FakeListener(loop)
-    pool = OnePool(listener.settings)
+    turns = Turns()
+    listener.outbox = Outbox(turns)  # type: ignore[arg-type]
+    pool = OnePool(listener.settings, listener.outbox)
     listener.pool = pool  # type: ignore[assignment]
     spans: list[bytes] = []
     tracer = Tracer(settings, service_name="web", node_id="default.web-01")
@@ -93,12 +114,15 @@ def run(settings: TracerSettings | None, n: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         conn.data_received(REQUEST)
+        turns.end()  # the request goes up
         upstream.data_received(RESPONSE)
+        turns.end()  # the response goes down
         del down.written[:]
         spans.clear()
     elapsed = time.perf_counter() - start
     loop.close()
     assert not down.closed
+    assert pool.transport.pending == n  # one send up per request: the head in one piece
     return elapsed / n * 1e6
 
 

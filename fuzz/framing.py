@@ -22,6 +22,7 @@ import httptools
 from fuzz.harness import FakeListener, FakeTransport
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.http1 import DownstreamConnection, new_request_parser
+from sidecar.proxy.outbox import Outbox
 from sidecar.proxy.stats import ListenerStats
 from sidecar.proxy.upstream import UpstreamConnection
 
@@ -151,9 +152,10 @@ class H11Server:
 class FakePool:
     """The real pool's interface, in memory: connections open at once and idle ones are reused LIFO."""
 
-    def __init__(self, upstream: Upstream, pump: Pump) -> None:
+    def __init__(self, upstream: Upstream, pump: Pump, outbox: Outbox) -> None:
         self.upstream = upstream
         self.pump = pump
+        self.outbox = outbox
         self.idle: list[UpstreamConnection] = []
         self.opened: list[UpstreamTransport] = []
         self.server: Callable[[Upstream], H11Server] = H11Server  # the origin behind each connection
@@ -272,8 +274,8 @@ class Run:
 def new_run(loop: asyncio.AbstractEventLoop) -> Run:
     upstream = Upstream()
     pump: Pump = deque()
-    pool = FakePool(upstream, pump)
     listener = FakeListener(loop, endpoints=("127.0.0.1:8080",))
+    pool = FakePool(upstream, pump, listener.outbox)
     listener.pool = pool
     pool.stats = listener.stats
     return Run(upstream, pool, pump, listener)

@@ -13,6 +13,7 @@ from sidecar.config.snapshot import OutboundListener
 from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.host import Deadline, UpstreamPool
 from sidecar.proxy.http1 import DownstreamConnection
+from sidecar.proxy.outbox import Outbox
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
 from sidecar.proxy.stats import ListenerStats
@@ -64,7 +65,8 @@ class FakeListener:
         self.loop = loop
         self.settings = self.SETTINGS
         self.stats = ListenerStats("fuzz", "outbound")
-        self.pool: UpstreamPool = Pool(self.settings)
+        self.outbox = Outbox(loop)
+        self.pool: UpstreamPool = Pool(self.settings, self.outbox)
         self.h2_pool = H2Pool(self.settings, self.pool.resolver)
         self.draining = False
         self.sweep_interval = 1.0
@@ -88,12 +90,14 @@ class FakeListener:
 def feed(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> tuple[bytes, bool]:
     """Feed `chunks` to one downstream connection; return what it wrote and whether it closed."""
     transport = FakeTransport()
-    conn = DownstreamConnection(FakeListener(loop))
+    listener = FakeListener(loop)
+    conn = DownstreamConnection(listener)
     conn.connection_made(transport)  # type: ignore[arg-type]
     for chunk in chunks:
         if transport.closed:
             break
         conn.data_received(chunk)
+        listener.outbox.flush()  # the end of the loop turn, where queued writes go out
     conn.connection_lost(None)
     return bytes(transport.written), transport.closed
 

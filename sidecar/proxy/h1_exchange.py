@@ -2,8 +2,9 @@
 
 Exchanges of one client connection run one at a time in arrival order (pipelined ones wait, their bodies
 buffered up to a bound, then the client is paused). Bodies stream with back-pressure: a peer whose write
-buffer is full pauses reading on the other side. Writes are collected per read callback and flushed once:
-one send per direction instead of one per head, body chunk and terminator.
+buffer is full pauses reading on the other side. Writes are collected per read callback and handed to
+the connection once, which sends them with the rest of its loop turn's bytes (outbox.py): one send per
+direction instead of one per head, body chunk and terminator.
 
 An upstream connection goes back to the pool only when nothing can be left on it: the response is
 complete and framed, the request was complete before the response began, and the request is not a
@@ -58,6 +59,19 @@ class Downstream:
         raise NotImplementedError
 
     def exchange_finished(self, exchange: H1Exchange) -> None:
+        raise NotImplementedError
+
+    # Every write goes through these, so bytes keep their order (see outbox.py).
+    def send(self, data: bytes) -> None:  # queued, written at the end of the loop turn
+        raise NotImplementedError
+
+    def send_eof(self) -> bool:  # half-close after what is queued; False if the transport cannot
+        raise NotImplementedError
+
+    def close(self) -> None:  # after what is queued
+        raise NotImplementedError
+
+    def abort(self) -> None:  # after what is queued: a cut response, then the reset
         raise NotImplementedError
 
 
@@ -172,18 +186,18 @@ class H1Exchange(Exchange, ResponseSink):
                 and not self.response_started
                 and not self.conn.closed
             ):
-                self.conn.transport.write(CONTINUE)
+                self.conn.send(CONTINUE)
         if self._up_out and self.upstream is not None:
             out = self._up_out
             self._up_out = []
-            self.upstream.write(out[0] if len(out) == 1 else b"".join(out))
+            self.upstream.send(out[0] if len(out) == 1 else b"".join(out))
 
     def flush_downstream(self) -> None:
         if self._down_out:
             out = self._down_out
             self._down_out = []
             if not self.conn.closed:
-                self.conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
+                self.conn.send(out[0] if len(out) == 1 else b"".join(out))
 
     # Request body (from the client's parser) ----------------------------------------------------
     def _to_upstream(self, data: bytes) -> None:
@@ -277,18 +291,15 @@ class H1Exchange(Exchange, ResponseSink):
 
     def on_tunnel_data(self, data: bytes) -> None:
         self.response_size += len(data)
-        self.conn.transport.write(data)
+        self.conn.send(data)
 
     def on_tunnel_eof(self) -> bool:
-        if self.conn.transport.can_write_eof() and not self.conn.closed:
-            self.conn.transport.write_eof()
-            return True
-        return False
+        return self.conn.send_eof()
 
     def on_upstream_lost(self, exc: Exception | None) -> None:
         if self.tunnel:
             self.upstream = None
-            self.conn.transport.close()
+            self.conn.close()
             return
         if self.finished:
             return
@@ -328,7 +339,7 @@ class H1Exchange(Exchange, ResponseSink):
         self.flush_downstream()
         self.flags = flag
         self.close_downstream = True
-        self.conn.transport.abort()
+        self.conn.abort()
         self.done()
 
     def on_timeout(self) -> None:
@@ -356,7 +367,7 @@ class H1Exchange(Exchange, ResponseSink):
         self.flags = flag
         if self.response_started:
             self.close_downstream = True
-            self.conn.transport.abort()
+            self.conn.abort()
         else:
             close = not self.req_done or not self.keep_alive or self.upgrade or self.host.draining
             extra = [(b"x-request-id", self.decision.request_id.encode())]
@@ -366,7 +377,7 @@ class H1Exchange(Exchange, ResponseSink):
             self.response_size += body_size
             self.close_downstream = close
             self.flush_downstream()  # a 100 Continue may have been relayed already
-            self.conn.transport.write(reply)
+            self.conn.send(reply)
             self.response_started = True
         if self.upstream is not None:
             self.upstream.abort()

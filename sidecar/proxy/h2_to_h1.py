@@ -62,7 +62,7 @@ class H2ToH1Stream(H2Stream, ResponseSink):
         self.upstream = upstream
         self.upstream_address = upstream.peer
         upstream.exchange = self
-        upstream.write(self.head)
+        upstream.send(self.head)
         self.start_response_timer()
         self.release_pending()
 
@@ -71,7 +71,7 @@ class H2ToH1Stream(H2Stream, ResponseSink):
 
     def forward_data(self, data: bytes, flow: int) -> None:
         assert self.upstream is not None
-        self.upstream.write(chunk(data) if self.chunked else data)
+        self.upstream.send(chunk(data) if self.chunked else data)
         if self.paused_up:
             self.unacked += flow
         else:
@@ -79,7 +79,7 @@ class H2ToH1Stream(H2Stream, ResponseSink):
 
     def forward_end(self) -> None:
         if self.upstream is not None and self.chunked:
-            self.upstream.write(last_chunk(self.pending_trailers or []))
+            self.upstream.send(last_chunk(self.pending_trailers or []))
 
     def cancel_upstream(self) -> None:
         if self.upstream is not None:

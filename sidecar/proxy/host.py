@@ -27,6 +27,7 @@ from sidecar.proxy import errors
 if TYPE_CHECKING:
     from sidecar.proxy.endpoint import Endpoint, Resolver
     from sidecar.proxy.head import Headers
+    from sidecar.proxy.outbox import Outbox
     from sidecar.proxy.route import Route
     from sidecar.proxy.settings import ProxySettings
     from sidecar.proxy.stats import ListenerStats
@@ -96,7 +97,10 @@ class Upstream:
     reused: bool  # it came from the pool, idle
     got_response_bytes: bool  # since it was handed to its exchange
 
-    def write(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:  # queued, written at the end of the loop turn (outbox.py)
+        raise NotImplementedError
+
+    def send_eof(self) -> bool:  # half-close after what is queued; False if the transport cannot
         raise NotImplementedError
 
     def pause_reading(self) -> None:
@@ -108,10 +112,10 @@ class Upstream:
     def release(self) -> None:  # back to the pool, idle (or closed if it cannot be reused)
         raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # after what is queued
         raise NotImplementedError
 
-    def abort(self) -> None:
+    def abort(self) -> None:  # at once; what is queued is dropped
         raise NotImplementedError
 
 
@@ -179,6 +183,7 @@ class ConnectionHost(Protocol):
     draining: bool
     sweep_interval: float  # seconds between sweeps: timeouts longer than this are checked by them
     deadlines: set[Deadline]  # exchanges with a timeout running, checked at each sweep
+    outbox: Outbox  # where its HTTP/1.1 connections' writes wait for the end of the loop turn
 
     @property
     def pool(self) -> UpstreamPool: ...

@@ -17,6 +17,7 @@ import httptools
 from sidecar.proxy import errors
 from sidecar.proxy.h1_exchange import Downstream, H1Exchange
 from sidecar.proxy.head import HeadError, RequestHead, UnderscoreError, check_version, render_h1_request
+from sidecar.proxy.outbox import Sender
 
 log: Final = logging.getLogger("sidecar.proxy")
 
@@ -47,11 +48,13 @@ def peer_name(transport: asyncio.BaseTransport) -> str:
     return "-"
 
 
-class DownstreamConnection(asyncio.Protocol, Downstream):
+class DownstreamConnection(asyncio.Protocol, Downstream, Sender):
     """One client connection: strict request parsing, the queue of exchanges, flow control."""
 
     def __init__(self, host: ConnectionHost) -> None:
         self.host = host
+        self.outbox = host.outbox
+        self._out: list[bytes] = []  # written at the end of the loop turn (outbox.py)
         self.settings = host.settings
         self.parser = new_request_parser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -129,11 +132,8 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
         return False
 
     def eof_received(self) -> bool | None:
-        if self.tunnel is not None and self.tunnel.upstream is not None:
-            transport = self.tunnel.upstream.transport
-            if transport is not None and transport.can_write_eof():
-                transport.write_eof()
-                return True
+        if self.tunnel is not None and self.tunnel.upstream is not None and self.tunnel.upstream.send_eof():
+            return True  # half-closed: the other way stays open
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -154,6 +154,34 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
         upstream = self.queue[0].upstream if self.queue else (self.tunnel.upstream if self.tunnel else None)
         if upstream is not None:
             upstream.resume_reading()
+
+    # Writes: queued, sent at the end of the loop turn (outbox.py) -------------------------------
+    def send(self, data: bytes) -> None:
+        if not self._out:
+            self.outbox.add(self)
+        self._out.append(data)
+
+    def send_out(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            if not self.closed and not self.transport.is_closing():
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def send_eof(self) -> bool:
+        if self.closed or not self.transport.can_write_eof():
+            return False
+        self.send_out()
+        self.transport.write_eof()
+        return True
+
+    def close(self) -> None:
+        self.send_out()
+        self.transport.close()
+
+    def abort(self) -> None:
+        self.send_out()  # what the client was sent so far, then the reset
+        self.transport.abort()
 
     # Flow control -------------------------------------------------------------------------------
     def maybe_pause(self) -> None:
@@ -208,16 +236,16 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
             if self.queue and self.queue[0] is current and not current.response_started:
                 current.status = status
                 current.response_started = True
-                self.transport.write(reply)
+                self.send(reply)
             current.done()
-            self.transport.close()
+            self.close()
             return
         self.host.stats.requests[f"{status // 100}xx"] += 1
         if self.queue:
             self._refusal = reply  # answered in order, after the responses already owed
         else:
-            self.transport.write(reply)
-            self.transport.close()
+            self.send(reply)
+            self.close()
 
     def exchange_finished(self, exchange: H1Exchange) -> None:
         if self.queue and self.queue[0] is exchange:
@@ -225,10 +253,10 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
         if exchange.tunnel:
             return
         if self._refusal is not None and not self.queue and not self.closed:
-            self.transport.write(self._refusal)
+            self.send(self._refusal)
             exchange.close_downstream = True
         if exchange.close_downstream or self.closed:
-            self.transport.close()
+            self.close()
             self.closed = True
             for rest in self.queue:
                 rest.on_downstream_lost()
@@ -244,8 +272,8 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
 
     def close_if_idle(self) -> bool:
         if self.idle() and not self.closed:
+            self.close()
             self.closed = True
-            self.transport.close()
             return True
         return False
 
@@ -353,7 +381,7 @@ class DownstreamConnection(asyncio.Protocol, Downstream):
         """The parser stopped at an upgrade request: later bytes belong to the tunnel (or nobody)."""
         exchange = self.current
         if exchange is None or exchange.finished:
-            self.transport.close()
+            self.close()
             return
         self.tunnel = exchange
         if rest:

@@ -11,6 +11,7 @@ from sidecar.proxy.h2_upstream import H2Pool
 from sidecar.proxy.host import Deadline
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.http2 import H2Downstream
+from sidecar.proxy.outbox import Outbox
 from sidecar.proxy.route import Route
 from sidecar.proxy.settings import ProxySettings
 from sidecar.proxy.stats import ListenerStats
@@ -31,9 +32,10 @@ class Listener:
         self.route = route  # swapped whole on reload; each request reads it once, at its head
         self.settings = settings
         self.stats = ListenerStats(name, direction)
-        self.pool = Pool(settings, stats=self.stats)
-        self.h2_pool = H2Pool(settings, self.pool.resolver)
         self.loop = asyncio.get_running_loop()
+        self.outbox = Outbox(self.loop)  # shared by its HTTP/1.1 connections, both sides
+        self.pool = Pool(settings, self.outbox, stats=self.stats)
+        self.h2_pool = H2Pool(settings, self.pool.resolver)
         self.draining = False
         self.protocol = "tcp"  # the kuma.io/protocol it serves (set by start_listener)
         self.acceptor: Acceptor | None = None

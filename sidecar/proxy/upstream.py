@@ -26,6 +26,7 @@ import httptools
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.head import informational_has_body
 from sidecar.proxy.host import ResponseSink, Upstream
+from sidecar.proxy.outbox import Outbox, Sender
 
 if TYPE_CHECKING:
     from sidecar.proxy.settings import ProxySettings
@@ -43,16 +44,19 @@ class ConnectionPool(Protocol):
 
     settings: ProxySettings
     stats: ListenerStats | None  # where connections broken by the upstream are counted
+    outbox: Outbox  # where its connections' writes wait for the end of the loop turn
 
     def release(self, conn: UpstreamConnection) -> None: ...
     def forget(self, conn: UpstreamConnection) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol, Upstream):
+class UpstreamConnection(asyncio.Protocol, Upstream, Sender):
     """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
 
     def __init__(self, pool: ConnectionPool, endpoint: Endpoint) -> None:
         self.pool = pool
+        self.outbox = pool.outbox
+        self._out: list[bytes] = []  # written at the end of the loop turn (outbox.py)
         self.endpoint = endpoint
         self.transport: asyncio.Transport | None = None
         self.exchange: ResponseSink | None = None
@@ -234,9 +238,26 @@ class UpstreamConnection(asyncio.Protocol, Upstream):
         self._complete = self._trailers
 
     # used by the exchange -----------------------------------------------------------------------
-    def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.write(data)
+    def send(self, data: bytes) -> None:
+        if not self._out:
+            self.outbox.add(self)
+        self._out.append(data)
+
+    def send_out(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            transport = self.transport
+            if transport is not None and not self.closed and not transport.is_closing():
+                transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def send_eof(self) -> bool:
+        transport = self.transport
+        if transport is None or self.closed or not transport.can_write_eof():
+            return False
+        self.send_out()
+        transport.write_eof()
+        return True
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.closed:
@@ -257,6 +278,7 @@ class UpstreamConnection(asyncio.Protocol, Upstream):
     def close(self) -> None:
         self.exchange = None
         if not self.closed:
+            self.send_out()
             self.closed = True
             if self.transport is not None:
                 self.transport.close()
@@ -264,6 +286,7 @@ class UpstreamConnection(asyncio.Protocol, Upstream):
 
     def abort(self) -> None:
         self.exchange = None
+        self._out = []
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
@@ -278,10 +301,15 @@ class Pool:
     """Idle keep-alive connections per endpoint, LIFO (the warmest first), bounded in count and age."""
 
     def __init__(
-        self, settings: ProxySettings, resolver: Resolver | None = None, stats: ListenerStats | None = None
+        self,
+        settings: ProxySettings,
+        outbox: Outbox,
+        resolver: Resolver | None = None,
+        stats: ListenerStats | None = None,
     ) -> None:
         self.settings = settings
         self.stats = stats  # where broken connections are counted
+        self.outbox = outbox
         self.resolver = resolver or Resolver(settings.dns_ttl, settings.connect_timeout)
         self._idle: dict[Endpoint, deque[UpstreamConnection]] = {}
         self.connects = 0

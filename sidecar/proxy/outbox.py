@@ -1,0 +1,63 @@
+"""Writes held until the end of the loop turn, then sent together: one send per connection per turn.
+
+An HTTP/1.1 connection queues what it writes (`send`) and registers here once per turn; the outbox
+sends every queued connection's bytes from one callback scheduled with `call_soon`, which runs after
+all the read callbacks of the turn. A send that wakes a waiting peer costs this process a wake-up in the
+kernel; made in the middle of the reads, it also lets that peer compete for the CPU while the rest of
+the turn is still being read. Measured at saturation (docs/performance.md): about 15 % more requests
+per second and 12 % less CPU per request, and no added latency at a low fixed rate, where a turn
+holds one read.
+
+The order of bytes on a connection is kept by the connection itself: everything it writes goes
+through its queue, and its close, abort and half-close send the queue first.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Final
+
+from mypy_extensions import trait
+
+if TYPE_CHECKING:
+    import asyncio
+
+log: Final = logging.getLogger("sidecar.proxy")
+
+
+@trait
+class Sender:
+    """A connection with a send queue (http1.DownstreamConnection, upstream.UpstreamConnection)."""
+
+    def send_out(self) -> None:
+        """Write what is queued, in one piece."""
+        raise NotImplementedError
+
+
+class Outbox:
+    """The connections with bytes queued in this loop turn (one outbox per listener and its pools)."""
+
+    __slots__ = ("_loop", "_queued", "_scheduled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queued: list[Sender] = []
+        self._scheduled = False
+
+    def add(self, sender: Sender) -> None:
+        """`sender` queued its first bytes of this turn: send them when the turn's reads are done."""
+        self._queued.append(sender)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send everything queued (the scheduled callback; an in-memory harness calls it directly)."""
+        queued = self._queued
+        self._queued = []
+        self._scheduled = False
+        for sender in queued:
+            try:
+                sender.send_out()
+            except Exception:  # one connection's failure must not strand the others' bytes
+                log.exception("sending queued bytes failed")
