@@ -4,8 +4,8 @@ An HTTP/1.1 connection queues what it writes (`send`) and registers here once pe
 sends every queued connection's bytes from one callback scheduled with `call_soon`, which runs after
 all the read callbacks of the turn. A send that wakes a waiting peer costs this process a wake-up in the
 kernel; made in the middle of the reads, it also lets that peer compete for the CPU while the rest of
-the turn is still being read. Measured at saturation (docs/performance.md): about 15 % more requests
-per second and 12 % less CPU per request, and no added latency at a low fixed rate, where a turn
+the turn is still being read. Measured at saturation (docs/performance.md): 7 to 15 % more requests
+per second and 6 to 12 % less CPU per request, and no added latency at a low fixed rate, where a turn
 holds one read.
 
 The order of bytes on a connection is kept by the connection itself: everything it writes goes
