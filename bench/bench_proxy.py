@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fuzz.harness import FakeListener, FakeTransport
+from fuzz.harness import FakeListener, FakeTransport, Turns
 from sidecar.config.snapshot import OutboundListener
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.http1 import DownstreamConnection
@@ -79,27 +78,10 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-class Turns:
-    """The loop as the outbox uses it, for a loop that never runs: `call_soon` holds the callback, `end`
-    runs what is held, where a running loop would after the turn's reads."""
-
-    def __init__(self) -> None:
-        self.soon: list[Callable[[], object]] = []
-
-    def call_soon(self, callback: Callable[[], object]) -> None:
-        self.soon.append(callback)
-
-    def end(self) -> None:
-        soon, self.soon = self.soon, []
-        for callback in soon:
-            callback()
-
-
 def run(settings: TracerSettings | None, n: int) -> float:
     loop = new_loop()
-    listener = FakeListener(loop)
-    turns = Turns()
-    listener.outbox = Outbox(turns)  # type: ignore[arg-type]
+    turns = Turns()  # `loop` does not run: its turns end here, after each read
+    listener = FakeListener(loop, outbox=Outbox(turns))
     pool = OnePool(listener.settings, listener.outbox)
     listener.pool = pool  # type: ignore[assignment]
     spans: list[bytes] = []

@@ -7,6 +7,7 @@ upstream`; anything malformed must end in a 4xx and a close. No sockets: fast en
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from sidecar.config.snapshot import OutboundListener
@@ -57,15 +58,33 @@ class FakeTransport:
         pass
 
 
+class Turns:
+    """An event loop's turns as the outbox uses them, for a loop that does not run: `call_soon` holds
+    the callback, `end` runs what is held, where a running loop would after the turn's reads."""
+
+    def __init__(self) -> None:
+        self.soon: list[Callable[[], object]] = []
+
+    def call_soon(self, callback: Callable[[], object], /) -> None:
+        self.soon.append(callback)
+
+    def end(self) -> None:
+        soon, self.soon = self.soon, []
+        for callback in soon:
+            callback()
+
+
 class FakeListener:
     SETTINGS = ProxySettings(max_header_bytes=4096, max_headers=20)
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, endpoints: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, endpoints: tuple[str, ...] = (), outbox: Outbox | None = None
+    ) -> None:
         self.name = "fuzz"
         self.loop = loop
         self.settings = self.SETTINGS
         self.stats = ListenerStats("fuzz", "outbound")
-        self.outbox = Outbox(loop)
+        self.outbox = outbox or Outbox(loop)
         self.pool: UpstreamPool = Pool(self.settings, self.outbox)
         self.h2_pool = H2Pool(self.settings, self.pool.resolver)
         self.draining = False
@@ -90,14 +109,14 @@ class FakeListener:
 def feed(loop: asyncio.AbstractEventLoop, chunks: list[bytes]) -> tuple[bytes, bool]:
     """Feed `chunks` to one downstream connection; return what it wrote and whether it closed."""
     transport = FakeTransport()
-    listener = FakeListener(loop)
-    conn = DownstreamConnection(listener)
+    turns = Turns()  # `loop` does not run: its turns end here, after each read
+    conn = DownstreamConnection(FakeListener(loop, outbox=Outbox(turns)))
     conn.connection_made(transport)  # type: ignore[arg-type]
     for chunk in chunks:
         if transport.closed:
             break
         conn.data_received(chunk)
-        listener.outbox.flush()  # the end of the loop turn, where queued writes go out
+        turns.end()
     conn.connection_lost(None)
     return bytes(transport.written), transport.closed
 

@@ -15,14 +15,18 @@ through its queue, and its close, abort and half-close send the queue first.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from mypy_extensions import trait
 
-if TYPE_CHECKING:
-    import asyncio
-
 log: Final = logging.getLogger("sidecar.proxy")
+
+
+class Scheduler(Protocol):
+    """What the outbox uses of its event loop (an in-memory harness ends its turns itself)."""
+
+    def call_soon(self, callback: Callable[[], object], /) -> object: ...
 
 
 @trait
@@ -37,25 +41,22 @@ class Sender:
 class Outbox:
     """The connections with bytes queued in this loop turn (one outbox per listener and its pools)."""
 
-    __slots__ = ("_loop", "_queued", "_scheduled")
+    __slots__ = ("_loop", "_queued")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: Scheduler) -> None:
         self._loop = loop
-        self._queued: list[Sender] = []
-        self._scheduled = False
+        self._queued: list[Sender] = []  # not empty: a flush is scheduled
 
     def add(self, sender: Sender) -> None:
         """`sender` queued its first bytes of this turn: send them when the turn's reads are done."""
-        self._queued.append(sender)
-        if not self._scheduled:
-            self._scheduled = True
+        if not self._queued:
             self._loop.call_soon(self.flush)
+        self._queued.append(sender)
 
     def flush(self) -> None:
         """Send everything queued (the scheduled callback; an in-memory harness calls it directly)."""
         queued = self._queued
         self._queued = []
-        self._scheduled = False
         for sender in queued:
             try:
                 sender.send_out()

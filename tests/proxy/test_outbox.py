@@ -11,42 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fuzz.framing import drive, new_run, settle
-from fuzz.harness import FakeListener
+from fuzz.harness import FakeListener, FakeTransport, Turns
 from sidecar.proxy.endpoint import Endpoint
 from sidecar.proxy.http1 import DownstreamConnection
 from sidecar.proxy.outbox import Outbox
 from sidecar.proxy.upstream import UpstreamConnection
 
 
-@dataclass
-class Turns:
-    """The loop as the outbox uses it: `call_soon` holds the callback, `end` runs the turn's end."""
-
-    soon: list[Any] = field(default_factory=list)
-
-    def call_soon(self, callback: Any) -> None:
-        self.soon.append(callback)
-
-    def end(self) -> None:
-        soon, self.soon = self.soon, []
-        for callback in soon:
-            callback()
-
-
-class RecordingTransport:
+class RecordingTransport(FakeTransport):
     """Every call the connection makes, in order; a write after the end is recorded, not refused."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[tuple[str, bytes]] = []
-        self.closing = False
 
     def write(self, data: bytes) -> None:
         self.calls.append(("write", bytes(data)))
@@ -54,31 +37,13 @@ class RecordingTransport:
     def write_eof(self) -> None:
         self.calls.append(("eof", b""))
 
-    def can_write_eof(self) -> bool:
-        return True
-
     def close(self) -> None:
         self.calls.append(("close", b""))
-        self.closing = True
+        self.closed = True
 
     def abort(self) -> None:
         self.calls.append(("abort", b""))
-        self.closing = True
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        pass
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return ("127.0.0.1", 50000) if name == "peername" else default
+        self.closed = True
 
 
 class FailingTransport(RecordingTransport):
@@ -89,7 +54,7 @@ class FailingTransport(RecordingTransport):
 # The outbox (its senders are real connections: compiled, only they can be a `Sender`) ---------------
 def test_one_callback_per_turn_whatever_the_number_of_connections() -> None:
     turns = Turns()
-    outbox = Outbox(turns)  # type: ignore[arg-type]
+    outbox = Outbox(turns)
     transports = [RecordingTransport() for _ in range(3)]
     conns = [_upstream(outbox, transport) for transport in transports]
     for n, conn in enumerate(conns):
@@ -106,7 +71,7 @@ def test_one_callback_per_turn_whatever_the_number_of_connections() -> None:
 
 def test_a_failing_connection_does_not_strand_the_others(caplog: pytest.LogCaptureFixture) -> None:
     turns = Turns()
-    outbox = Outbox(turns)  # type: ignore[arg-type]
+    outbox = Outbox(turns)
     first, failing, last = RecordingTransport(), FailingTransport(), RecordingTransport()
     for transport in (first, failing, last):
         _upstream(outbox, transport).send(b"x")
@@ -151,6 +116,9 @@ async def test_a_refusal_goes_out_after_the_answers_owed_before_it_then_the_clos
 
 
 # The property, on both connection classes -----------------------------------------------------------
+_clock = asyncio.new_event_loop()  # never runs: a client connection only reads its clock
+
+
 class _Pool:
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -165,10 +133,7 @@ class _Pool:
 
 
 def _downstream(turns: Turns, transport: RecordingTransport) -> DownstreamConnection:
-    listener = FakeListener(asyncio.new_event_loop())
-    listener.loop.close()  # only its clock is read
-    listener.outbox = Outbox(turns)  # type: ignore[arg-type]
-    conn = DownstreamConnection(listener)  # type: ignore[arg-type]
+    conn = DownstreamConnection(FakeListener(_clock, outbox=Outbox(turns)))
     conn.connection_made(transport)  # type: ignore[arg-type]
     return conn
 
@@ -194,7 +159,7 @@ OPS = st.lists(
 def test_bytes_keep_their_order_and_nothing_follows_the_end(ops: list[tuple[str, bytes]], side: str) -> None:
     turns, transport = Turns(), RecordingTransport()
     conn: DownstreamConnection | UpstreamConnection = (
-        _downstream(turns, transport) if side == "downstream" else _upstream(Outbox(turns), transport)  # type: ignore[arg-type]
+        _downstream(turns, transport) if side == "downstream" else _upstream(Outbox(turns), transport)
     )
     sent = b""  # what was sent before the close, abort or half-close
     flushed = b""  # ... of which the transport must have got
