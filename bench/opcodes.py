@@ -12,6 +12,7 @@ encoders written in C and the syscalls are not in it, and opcodes do not all cos
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections import Counter
 from pathlib import Path
@@ -35,11 +36,18 @@ def count(requests: int) -> Counter[str]:
             counts[frame.f_code.co_qualname] += 1
         return tracer
 
+    # No collection inside the count: when one runs depends on what the process did before, and
+    # callbacks others put in `gc.callbacks` (Hypothesis has one) would be counted as data-path work.
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
     sys.settrace(tracer)
     try:
         bench_proxy.run(TracerSettings(), requests)
     finally:
         sys.settrace(None)
+        if collecting:
+            gc.enable()
     return counts
 
 
