@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from sidecar.proxy import errors
 from sidecar.proxy.endpoint import Endpoint, ResolutionError
+from sidecar.proxy.outbox import AfterSend
 from sidecar.tracing import grpc
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def _warn_no_endpoint(service: str, now: float) -> None:
         )
 
 
-class Exchange:
+class Exchange(AfterSend):
     """One request through the proxy, from its head to the end of its response."""
 
     __slots__ = (
@@ -205,11 +206,15 @@ class Exchange:
 
     # The end ------------------------------------------------------------------------------------
     def record(self) -> None:
-        """Stats, span and access log, once."""
+        """The exchange is over: stats, span and access log, once, after the bytes this loop turn
+        queued are sent (the response's last bytes among them: its span ends when they leave)."""
         if self.finished:
             return
         self.finished = True
         self.cancel_timer()
+        self.host.outbox.after(self)
+
+    def after_send(self) -> None:
         seconds = _perf_counter() - self.started
         stats = self.host.stats
         stats.record(self.status, seconds, self.request_size, self.response_size, self.flags)

@@ -10,6 +10,7 @@ half-close, and nothing sent before a close or half-close is lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 import pytest
@@ -113,6 +114,69 @@ async def test_a_refusal_goes_out_after_the_answers_owed_before_it_then_the_clos
         b"HTTP/1.1 200",
         b"HTTP/1.1 400",
     ]
+
+
+async def test_a_request_is_recorded_after_its_response_is_sent() -> None:
+    """Stats, span and access log wait for the turn's writes: encoding spans does not delay answers."""
+    run = new_run(asyncio.get_running_loop())
+    stats = run.listener.stats
+    counted_at_write: list[int] = []
+
+    class Watching(RecordingTransport):
+        def write(self, data: bytes) -> None:
+            counted_at_write.append(stats.duration_count)
+            super().write(data)
+
+    conn = DownstreamConnection(run.listener)
+    conn.connection_made(Watching())  # type: ignore[arg-type]
+    conn.data_received(GET)
+    await asyncio.sleep(0)
+    while run.pump:
+        run.pump.popleft()()  # the answer is read and queued; the exchange is over
+    assert stats.duration_count == 0  # not recorded yet: its bytes have not left
+    await asyncio.sleep(0)
+    assert counted_at_write == [0] and stats.duration_count == 1
+    conn.connection_lost(None)
+    await settle(run)
+
+
+async def test_a_request_with_nothing_queued_is_recorded_at_once() -> None:
+    run = new_run(asyncio.get_running_loop())
+    conn = DownstreamConnection(run.listener)
+    conn.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    conn.data_received(GET)
+    await asyncio.sleep(0)
+    conn.connection_lost(None)  # the client leaves before the answer: nothing to send, DC
+    assert run.listener.stats.duration_count == 1
+    await settle(run)
+
+
+async def test_a_failing_record_does_not_lose_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    run = new_run(asyncio.get_running_loop())
+    calls: list[bytes] = []
+
+    def sink(span: bytes) -> None:
+        calls.append(span)
+        if len(calls) == 1:
+            raise RuntimeError("the reporter broke")
+
+    run.listener.route = dataclasses.replace(run.listener.route, sink=sink)
+    conns = [DownstreamConnection(run.listener) for _ in range(2)]
+    transports = [RecordingTransport() for _ in conns]
+    for conn, transport in zip(conns, transports, strict=True):
+        conn.connection_made(transport)  # type: ignore[arg-type]
+        conn.data_received(GET)
+    await asyncio.sleep(0)
+    with caplog.at_level(logging.ERROR, logger="sidecar.proxy"):
+        while run.pump:
+            run.pump.popleft()()
+        await asyncio.sleep(0)
+    assert len(calls) == 2  # the second span still reached the sink after the first one's failure
+    assert all(t.calls and t.calls[0][1].startswith(b"HTTP/1.1 200 ") for t in transports)
+    assert "recording a finished request failed" in caplog.text
+    for conn in conns:
+        conn.connection_lost(None)
+    await settle(run)
 
 
 # The property, on both connection classes -----------------------------------------------------------
