@@ -31,7 +31,7 @@ from sidecar.config.address import join_host_port
 from sidecar.config.snapshot import Snapshot
 from sidecar.proxy import Listener, ProxySettings, Route, listener_class, start_listener
 from sidecar.proxy.access_log import AccessLog
-from sidecar.proxy.h2_codec import codec_name
+from sidecar.proxy.h2_codec import codec_name, load_codec
 from sidecar.reporting import Reporter, ReporterSettings, otlp_transport
 from sidecar.tracing.custom_tags import TagRule
 from sidecar.tracing.decide import Tracer, TracerSettings
@@ -275,6 +275,7 @@ class Runtime:
     async def start(self) -> None:
         """Resolve, open the admin (PRE_INITIALIZING), bind every listener, then LIVE."""
         snapshot = self.resolve(initial=True)
+        load_codec(self.options.proxy)
         if self.options.access_log:
             try:
                 self.access_log = AccessLog(self.options.access_log)

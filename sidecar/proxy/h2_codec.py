@@ -11,7 +11,6 @@ import h2.events
 import h2.settings
 
 from sidecar.proxy import h2_nghttp2
-from sidecar.proxy.h2_hyper import H2Connection, h2_config
 from sidecar.proxy.head import Headers
 from sidecar.proxy.settings import ProxySettings
 
@@ -111,7 +110,16 @@ def _new_nghttp2(settings: ProxySettings, client_side: bool) -> Codec:
     )
 
 
+def load_codec(settings: ProxySettings) -> None:
+    """Import the codec that will run, at start-up rather than on the first HTTP/2 connection. The h2
+    codec's connection machinery (1.5 MB of RSS) is imported only when that codec is the one."""
+    if resolve(settings.h2_codec) == H2:
+        import sidecar.proxy.h2_hyper  # noqa: F401
+
+
 def _new_h2(settings: ProxySettings, client_side: bool) -> Codec:
+    from sidecar.proxy.h2_hyper import H2Connection, h2_config  # imported at start-up by load_codec
+
     conn = H2Connection(h2_config(client_side=client_side))
     conn.local_settings = h2.settings.Settings(client=client_side, initial_values=_initial(settings))
     return conn

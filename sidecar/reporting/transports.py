@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from sidecar.reporting.http import HttpTransport
-from sidecar.reporting.otlp_grpc import GrpcTransport
 from sidecar.reporting.transport import Transport
 from sidecar.tracing import encode_otlp
 
@@ -32,5 +31,8 @@ def otlp_transport(endpoint: str, protocol: str, timeout: float) -> Transport:
             raise ValueError(f"an OTLP/HTTP endpoint is an http(s) URL, got {endpoint!r}")
         return HttpTransport(otlp_url(endpoint), encode_otlp.CONTENT_TYPE, "otlp_http", timeout)
     if protocol == "grpc":
+        # Imported only for this protocol: it brings h2's connection machinery (1.5 MB of RSS).
+        from sidecar.reporting.otlp_grpc import GrpcTransport
+
         return GrpcTransport(endpoint, timeout)
     raise ValueError(f"unknown OTLP protocol {protocol!r}: grpc or http")
