@@ -219,7 +219,8 @@ class H1Exchange(Exchange, ResponseSink):
         """Bytes after an upgrade request: held until the upstream agrees (101), never sent before.
 
         Sent early, a declined upgrade would leave them on a pooled connection to be read as requests."""
-        self.request_size += len(data)
+        if not self.finished:  # the span ended at the upgrade: what the tunnel carries is not its size
+            self.request_size += len(data)
         if self.tunnel:
             self._to_upstream(data)
         else:
@@ -290,7 +291,8 @@ class H1Exchange(Exchange, ResponseSink):
         self.record()
 
     def on_tunnel_data(self, data: bytes) -> None:
-        self.response_size += len(data)
+        if not self.finished:  # `rest`, read with the 101, is the upgrade's; later tunnel bytes are not
+            self.response_size += len(data)
         self.conn.send(data)
 
     def on_tunnel_eof(self) -> bool:

@@ -179,6 +179,47 @@ async def test_a_failing_record_does_not_lose_the_others(caplog: pytest.LogCaptu
     await settle(run)
 
 
+class _Silent:
+    """An origin that only takes bytes: the test answers for it."""
+
+    def __init__(self, upstream: object) -> None:
+        self.transport = None
+        self.closed = False
+
+    def receive(self, data: bytes) -> None:
+        pass
+
+    def process(self) -> None:
+        pass
+
+
+async def test_an_upgrade_is_recorded_with_the_sizes_it_had_at_the_upgrade() -> None:
+    """The span of an upgrade ends at the 101; tunnel bytes read later in the same turn, before the
+    record runs, are not counted in it."""
+    run = new_run(asyncio.get_running_loop())
+    run.pool.server = _Silent  # type: ignore[assignment]
+    spans: list[bytes] = []
+    run.listener.route = dataclasses.replace(run.listener.route, sink=spans.append)
+    conn = DownstreamConnection(run.listener)
+    conn.connection_made(RecordingTransport())  # type: ignore[arg-type]
+    conn.data_received(b"GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    await asyncio.sleep(0)
+    origin = run.pool.opened[0].protocol
+    assert origin is not None
+    origin.data_received(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nabc"
+    )
+    origin.data_received(b"defgh")  # the same turn: the record has not run yet
+    conn.data_received(b"12")
+    assert spans == []
+    await asyncio.sleep(0)
+    (span,) = spans
+    assert b'"response_size":"3"' in span and b'"request_size":"0"' in span
+    assert b'"http.status_code":"101"' in span
+    conn.connection_lost(None)
+    await settle(run)
+
+
 # The property, on both connection classes -----------------------------------------------------------
 _clock = asyncio.new_event_loop()  # never runs: a client connection only reads its clock
 
