@@ -22,6 +22,7 @@ from sidecar.proxy import errors
 from sidecar.proxy.exchange import Exchange
 from sidecar.proxy.head import MAY_IGNORE_BODY, Framing, ResponseHead, chunk, informational, last_chunk
 from sidecar.proxy.host import ResponseSink, Upstream
+from sidecar.proxy.outbox import Sender
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,7 +36,7 @@ CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 @trait
-class Downstream:
+class Downstream(Sender):
     """What an exchange uses of its client connection (http1.DownstreamConnection, which inherits it).
     A mypyc trait rather than a Protocol, like host.py's `Upstream` and `ResponseSink` (see there)."""
 
@@ -61,10 +62,7 @@ class Downstream:
     def exchange_finished(self, exchange: H1Exchange) -> None:
         raise NotImplementedError
 
-    # Every write goes through these, so bytes keep their order (see outbox.py).
-    def send(self, data: bytes) -> None:  # queued, written at the end of the loop turn
-        raise NotImplementedError
-
+    # Every write goes through these and `Sender.send`, so bytes keep their order (see outbox.py).
     def send_eof(self) -> bool:  # half-close after what is queued; False if the transport cannot
         raise NotImplementedError
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Protocol
 from mypy_extensions import trait
 
 from sidecar.proxy import errors
+from sidecar.proxy.outbox import Outbox, Sender
 
 if TYPE_CHECKING:
     from sidecar.proxy.endpoint import Endpoint, Resolver
     from sidecar.proxy.head import Headers
-    from sidecar.proxy.outbox import Outbox
     from sidecar.proxy.route import Route
     from sidecar.proxy.settings import ProxySettings
     from sidecar.proxy.stats import ListenerStats
@@ -87,18 +87,15 @@ class ResponseSink:
 
 
 @trait
-class Upstream:
+class Upstream(Sender):
     """An HTTP/1.1 upstream connection, as the exchange it serves uses it (upstream.UpstreamConnection,
-    which inherits it)."""
+    which inherits it). Its writes are queued by `Sender.send` until the end of the loop turn."""
 
     exchange: ResponseSink | None  # the exchange it serves now
     peer: str  # the address connected to
     transport: asyncio.Transport | None
     reused: bool  # it came from the pool, idle
     got_response_bytes: bool  # since it was handed to its exchange
-
-    def send(self, data: bytes) -> None:  # queued, written at the end of the loop turn (outbox.py)
-        raise NotImplementedError
 
     def send_eof(self) -> bool:  # half-close after what is queued; False if the transport cannot
         raise NotImplementedError

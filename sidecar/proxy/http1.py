@@ -17,7 +17,6 @@ import httptools
 from sidecar.proxy import errors
 from sidecar.proxy.h1_exchange import Downstream, H1Exchange
 from sidecar.proxy.head import HeadError, RequestHead, UnderscoreError, check_version, render_h1_request
-from sidecar.proxy.outbox import Sender
 
 log: Final = logging.getLogger("sidecar.proxy")
 
@@ -48,7 +47,7 @@ def peer_name(transport: asyncio.BaseTransport) -> str:
     return "-"
 
 
-class DownstreamConnection(asyncio.Protocol, Downstream, Sender):
+class DownstreamConnection(asyncio.Protocol, Downstream):
     """One client connection: strict request parsing, the queue of exchanges, flow control."""
 
     def __init__(self, host: ConnectionHost) -> None:
@@ -156,11 +155,6 @@ class DownstreamConnection(asyncio.Protocol, Downstream, Sender):
             upstream.resume_reading()
 
     # Writes: queued, sent at the end of the loop turn (outbox.py) -------------------------------
-    def send(self, data: bytes) -> None:
-        if not self._out:
-            self.outbox.add(self)
-        self._out.append(data)
-
     def send_out(self) -> None:
         out = self._out
         if out:

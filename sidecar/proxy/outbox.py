@@ -46,6 +46,15 @@ class AfterSend:
 class Sender:
     """A connection with a send queue (http1.DownstreamConnection, upstream.UpstreamConnection)."""
 
+    outbox: Outbox
+    _out: list[bytes]  # written at the end of the loop turn
+
+    def send(self, data: bytes) -> None:
+        """Queue `data`; the first bytes of a turn register the connection with its outbox."""
+        if not self._out:
+            self.outbox.add(self)
+        self._out.append(data)
+
     def send_out(self) -> None:
         """Write what is queued, in one piece."""
         raise NotImplementedError

@@ -26,7 +26,7 @@ import httptools
 from sidecar.proxy.endpoint import Endpoint, Resolver
 from sidecar.proxy.head import informational_has_body
 from sidecar.proxy.host import ResponseSink, Upstream
-from sidecar.proxy.outbox import Outbox, Sender
+from sidecar.proxy.outbox import Outbox
 
 if TYPE_CHECKING:
     from sidecar.proxy.settings import ProxySettings
@@ -50,7 +50,7 @@ class ConnectionPool(Protocol):
     def forget(self, conn: UpstreamConnection) -> None: ...
 
 
-class UpstreamConnection(asyncio.Protocol, Upstream, Sender):
+class UpstreamConnection(asyncio.Protocol, Upstream):
     """One connection to an endpoint; serves one exchange at a time, then goes back to the pool."""
 
     def __init__(self, pool: ConnectionPool, endpoint: Endpoint) -> None:
@@ -238,11 +238,6 @@ class UpstreamConnection(asyncio.Protocol, Upstream, Sender):
         self._complete = self._trailers
 
     # used by the exchange -----------------------------------------------------------------------
-    def send(self, data: bytes) -> None:
-        if not self._out:
-            self.outbox.add(self)
-        self._out.append(data)
-
     def send_out(self) -> None:
         out = self._out
         if out:
