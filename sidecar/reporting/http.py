@@ -1,7 +1,9 @@
 """HTTP transports: Zipkin v2 POSTs and OTLP/HTTP, over one aiohttp session each.
 
-Both know whether a failed request reached the backend whole: aiohttp reports every request chunk
-written, so a connection error before the last byte is NotSent (safe to resend), after it NoResponse.
+Both know whether a failed request reached the backend whole: the body marks itself handed over once
+aiohttp's write of it returns, every byte in the connection's transport, so a connection error before
+that is NotSent (safe to resend), after it NoResponse. The error can only lean one way: a reset while
+the transport still buffers the last bytes counts as NoResponse, a lost batch, never a duplicate.
 They differ in what a response means: Zipkin settles a batch on any HTTP answer (2xx sent, anything
 else dropped), OTLP/HTTP retries 429, 502, 503 and 504 (after `Retry-After` when given) and reads
 `partial_success` from a 2xx.
@@ -11,9 +13,9 @@ from __future__ import annotations
 
 import email.utils
 import time
-from types import SimpleNamespace
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
 
 from sidecar.reporting.transport import NoResponse, NotSent, Rejected, RetryLater
 from sidecar.tracing.encode_otlp import decode_partial_success
@@ -23,10 +25,21 @@ OTLP_RETRYABLE = frozenset({429, 502, 503, 504})
 MAX_RETRY_AFTER = 60.0  # a longer Retry-After is capped (the retry budget drops the batch anyway)
 
 
-async def _on_chunk_sent(
-    _session: aiohttp.ClientSession, ctx: SimpleNamespace, params: aiohttp.TraceRequestChunkSentParams
-) -> None:
-    ctx.trace_request_ctx.sent += len(params.chunk)
+class Body(aiohttp.BytesPayload):
+    """A batch's body that knows whether it was handed to the connection whole. aiohttp writes a body
+    through `write` (up to 3.11) or `write_with_length` (3.12 on); either returns once the bytes are
+    in the transport, or raises if the connection broke first. (A request-progress trace hook did this
+    job before: a sixth of a POST's instructions, and it counted a chunk as sent before writing it.)"""
+
+    handed = False
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await super().write(writer)
+        self.handed = True
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        await super().write_with_length(writer, content_length)
+        self.handed = True
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -65,10 +78,8 @@ class HttpTransport:
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=MAX_CONNECTIONS, keepalive_timeout=30)
-        trace = aiohttp.TraceConfig(trace_config_ctx_factory=SimpleNamespace)
-        trace.on_request_chunk_sent.append(_on_chunk_sent)
         self._session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=self._timeout), connector=connector, trace_configs=[trace]
+            timeout=aiohttp.ClientTimeout(total=self._timeout), connector=connector
         )
 
     async def aclose(self) -> None:
@@ -77,17 +88,15 @@ class HttpTransport:
 
     async def send(self, body: bytes, spans: int) -> tuple[int, str]:
         assert self._session is not None, "start() first"
-        progress = SimpleNamespace(sent=0)
+        payload = Body(body)
         try:
-            async with self._session.post(
-                self.url, data=body, headers=self._headers, trace_request_ctx=progress
-            ) as resp:
+            async with self._session.post(self.url, data=payload, headers=self._headers) as resp:
                 status = resp.status
                 answer = await resp.read()
                 later = resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             reason = f"{type(exc).__name__}: {exc}".rstrip(": ")
-            if progress.sent >= len(body):
+            if payload.handed:
                 raise NoResponse(reason) from None
             raise NotSent(reason) from None
         if 200 <= status < 300:

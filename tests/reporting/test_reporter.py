@@ -192,6 +192,49 @@ async def test_accepted_then_reset_is_not_sent_again(aiohttp_server: ServerFacto
     assert reporter.stats.reports_failed == 1 and reporter.stats.spans_sent == 0
 
 
+async def test_reset_while_the_body_is_written_is_sent_again() -> None:
+    """The collector cuts the connection after the head, with most of the body not yet handed over:
+    it cannot have stored the batch, so the batch goes again, on a new connection, and arrives once."""
+    bodies: list[bytes] = []
+    cut = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal cut
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not cut:
+            cut += 1
+            writer.transport.abort()  # body bytes left unread in the socket: the close sends RST
+            return
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        bodies.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+        await reader.read()  # until the reporter closes its connection
+        writer.close()
+
+    listener = socket.socket()
+    # A small receive window and a body of 12 MB: the send buffer (4 MB at most) cannot take it all.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(serve, sock=listener)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/spans"
+    spans = [orjson.dumps({"traceId": f"{i + 1:016x}", "name": f"s{i}" + "x" * 4_000_000}) for i in range(3)]
+    reporter = Reporter(url, JSON, settings(request_timeout=10.0), rng=random.Random(1))
+    await reporter.start()
+    try:
+        for span in spans:
+            reporter.submit(span)
+        await wait_for(
+            lambda: reporter.stats.spans_sent + sum(reporter.stats.spans_dropped.values()) == 3, 20
+        )
+        await reporter.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert cut == 1 and reporter.stats.reports_failed == 1
+    assert reporter.stats.spans_sent == 3 and sum(reporter.stats.spans_dropped.values()) == 0
+    assert bodies == [b"[" + b",".join(spans) + b"]"]
+
+
 async def test_refused_connection_is_retried_and_delivered_once() -> None:
     collector = FakeCollector()
     sock = socket.socket()
