@@ -78,6 +78,14 @@ def test_request_id_sanity(value: bytes, valid: bool) -> None:
     assert is_valid_request_id(value) is valid
 
 
+def test_request_id_sanity_byte_by_byte() -> None:
+    """Every byte value, alone and between visible ones: only 0x21..0x7e pass."""
+    for b in range(256):
+        visible = 0x21 <= b <= 0x7E
+        assert is_valid_request_id(bytes([b])) is visible
+        assert is_valid_request_id(b"ab" + bytes([b]) + b"cd") is visible
+
+
 # ---- Envoy's three knobs (MeshTrace's sampling.overall / client / random) --------------------------------
 
 N = 4000
