@@ -114,9 +114,20 @@ async def test_max_batch_splits_posts(aiohttp_server: ServerFactory) -> None:
     assert names(collector) == [f"s{i}" for i in range(25)]
 
 
-async def test_headers_on_every_post(aiohttp_server: ServerFactory) -> None:
+# A plain http:// URL goes through the reporter's own client; one with credentials through aiohttp
+# (as https:// does), which sends them as Basic authorization.
+USERINFO = [pytest.param("", id="own-client"), pytest.param("user:pw@", id="aiohttp")]
+
+
+def with_userinfo(url: str, userinfo: str) -> str:
+    return url.replace("http://", f"http://{userinfo}", 1)
+
+
+@pytest.mark.parametrize("userinfo", USERINFO)
+async def test_headers_on_every_post(aiohttp_server: ServerFactory, userinfo: str) -> None:
     collector = FakeCollector()
-    reporter = Reporter(await start_collector(aiohttp_server, collector), JSON, settings())
+    url = with_userinfo(await start_collector(aiohttp_server, collector), userinfo)
+    reporter = Reporter(url, JSON, settings())
     await reporter.start()
     for batch in range(2):
         for i in range(3):
@@ -126,6 +137,8 @@ async def test_headers_on_every_post(aiohttp_server: ServerFactory) -> None:
     for post in collector.posts:
         assert post.headers["b3"] == "0"
         assert post.headers["Content-Type"] == "application/json"
+        assert post.headers.get("Authorization") == ("Basic dXNlcjpwdw==" if userinfo else None)
+        assert post.headers["User-Agent"].startswith("kuma-trace-sidecar/" if not userinfo else "Python")
     await reporter.aclose()
 
 
@@ -192,7 +205,8 @@ async def test_accepted_then_reset_is_not_sent_again(aiohttp_server: ServerFacto
     assert reporter.stats.reports_failed == 1 and reporter.stats.spans_sent == 0
 
 
-async def test_reset_while_the_body_is_written_is_sent_again() -> None:
+@pytest.mark.parametrize("userinfo", USERINFO)
+async def test_reset_while_the_body_is_written_is_sent_again(userinfo: str) -> None:
     """The collector cuts the connection after the head, with most of the body not yet handed over:
     it cannot have stored the batch, so the batch goes again, on a new connection, and arrives once."""
     bodies: list[bytes] = []
@@ -216,7 +230,7 @@ async def test_reset_while_the_body_is_written_is_sent_again() -> None:
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     listener.bind(("127.0.0.1", 0))
     server = await asyncio.start_server(serve, sock=listener)
-    url = f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/spans"
+    url = with_userinfo(f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/spans", userinfo)
     spans = [orjson.dumps({"traceId": f"{i + 1:016x}", "name": f"s{i}" + "x" * 4_000_000}) for i in range(3)]
     reporter = Reporter(url, JSON, settings(request_timeout=10.0), rng=random.Random(1))
     await reporter.start()
@@ -247,7 +261,7 @@ async def test_refused_connection_is_retried_and_delivered_once() -> None:
     for i in range(3):
         reporter.submit(json_span(i))
     await wait_for(lambda: reporter.stats.reports_failed >= 2)
-    assert "ClientConnectorError" in reporter.stats.last_error
+    assert "ConnectionRefusedError" in reporter.stats.last_error
     sock.listen()
     runner = web.AppRunner(collector.app())
     await runner.setup()
@@ -273,7 +287,7 @@ async def test_first_failure_logs_one_warning(caplog: pytest.LogCaptureFixture) 
         await wait_for(lambda: reporter.stats.reports_failed >= 3)
         await reporter.aclose(timeout=0.1)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and url in warnings[0] and "ClientConnectorError" in warnings[0]
+    assert len(warnings) == 1 and url in warnings[0] and "ConnectionRefusedError" in warnings[0]
     assert reporter.stats.spans_dropped["shutdown"] == 3  # cut by close, never sent
     sock.close()
 
