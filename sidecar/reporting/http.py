@@ -4,9 +4,10 @@ client (http_client.py), to https:// or a URL with credentials over an aiohttp s
 Both know whether a failed request reached the backend whole, so that a connection error before that
 is NotSent (safe to resend), after it NoResponse. The own client knows it exactly (every byte left the
 process); over aiohttp the body marks itself handed over once aiohttp's write of it returns, every byte
-in the connection's transport. The error can only lean one way: a reset while the transport still
-buffers the last bytes counts as NoResponse, a lost batch, never a duplicate.
-They differ in what a response means: Zipkin settles a batch on any HTTP answer (2xx sent, anything
+in the connection's transport, so there the error can only lean one way: a reset while the transport
+still buffers the last bytes counts as NoResponse, a lost batch, never a duplicate.
+
+Zipkin and OTLP/HTTP differ in what a response means: Zipkin settles a batch on any HTTP answer (2xx sent, anything
 else dropped), OTLP/HTTP retries 429, 502, 503 and 504 (after `Retry-After` when given) and reads
 `partial_success` from a 2xx.
 """
