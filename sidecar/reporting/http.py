@@ -7,9 +7,9 @@ process); over aiohttp the body marks itself handed over once aiohttp's write of
 in the connection's transport, so there the error can only lean one way: a reset while the transport
 still buffers the last bytes counts as NoResponse, a lost batch, never a duplicate.
 
-Zipkin and OTLP/HTTP differ in what a response means: Zipkin settles a batch on any HTTP answer (2xx sent, anything
-else dropped), OTLP/HTTP retries 429, 502, 503 and 504 (after `Retry-After` when given) and reads
-`partial_success` from a 2xx.
+Zipkin and OTLP/HTTP differ in what a response means: Zipkin settles a batch on any HTTP answer (2xx
+sent, anything else dropped), OTLP/HTTP retries 429, 502, 503 and 504 (after `Retry-After` when
+given) and reads `partial_success` from a 2xx.
 """
 
 from __future__ import annotations
