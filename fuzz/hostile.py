@@ -84,6 +84,12 @@ _BODIES = [b"", b"abc", b"hello world"]
 _TAILS = [b"", b"\r\n", b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\n", b"0\r\n\r\n"]
 
 
+def response_bytes() -> st.SearchStrategy[bytes]:
+    """One to three response heads and bodies built from desync parts, then a tail (fuzz/collector.py
+    answers the reporter with them too)."""
+    return _response()
+
+
 def _response() -> st.SearchStrategy[bytes]:
     piece = st.builds(
         _piece,

@@ -75,6 +75,7 @@ class _Connection(asyncio.Protocol):
         self._stop: str | None = None  # why a callback stopped the parser
         self._head_done = False
         self._framed = False  # a length or chunks: the answer does not end with the connection
+        self._framing: list[bytes] = []  # its Content-Length and Transfer-Encoding fields, lowercase
         self._retry_after: str | None = None
         self._body: list[bytes] = []
         self._body_size = 0
@@ -160,12 +161,17 @@ class _Connection(asyncio.Protocol):
         lname = name.lower()
         if lname == b"content-length" or lname == b"transfer-encoding":
             self._framed = True
+            self._framing.append(lname + b":" + value.strip().lower())
         elif lname == b"retry-after":
             self._retry_after = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self._head_done = True
         status = self._parser.get_status_code()
+        if status < 200 and any(f != b"content-length:0" for f in self._framing):
+            # A 1xx never has a body: one that declares it is read two ways (as the proxy's rule 10).
+            self._stop = f"a {status} answer that declares a body"
+            raise _Stop
         if status < 200 or status in (204, 304):
             self._framed = True  # no body, whatever the headers say
 
@@ -180,7 +186,15 @@ class _Connection(asyncio.Protocol):
         if self._parser.get_status_code() < 200:  # 100 Continue, 103 Early Hints: wait for the answer
             self._clear()
             return
-        self.reusable = self._parser.should_keep_alive()
+        # Kept only after an HTTP/1.1 answer framed so that no parser could read it two ways: one
+        # Content-Length, or chunked alone (HTTP/1.0 keep-alive and other codings: closed instead).
+        framing = self._framing
+        plain = not framing or (
+            len(framing) == 1
+            and (framing[0] == b"transfer-encoding:chunked" or framing[0].startswith(b"content-length:"))
+        )
+        parser = self._parser
+        self.reusable = plain and parser.should_keep_alive() and parser.get_http_version() == "1.1"
         self._complete()
 
     # ----------------------------------------------------------------------------------------------

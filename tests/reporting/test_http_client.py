@@ -127,6 +127,32 @@ ANSWERS = [
     (b"HTTP/1.1 204 No Content\r\n\r\n", False, 204, b"", None, True),
     (b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nbusy", False, 503, b"busy", "7", True),
     (b"HTTP/1.1 400 Bad\r\nContent-Length: 3\r\n\r\nbad", False, 400, b"bad", None, True),
+    # Read, but the connection is not kept: framing another parser could read otherwise (h11 takes
+    # neither HTTP/1.0 keep-alive nor codings before chunked; found by fuzz/fuzz_collector.py).
+    (
+        b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok",
+        False,
+        200,
+        b"ok",
+        None,
+        False,
+    ),
+    (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        False,
+        200,
+        b"ok",
+        None,
+        False,
+    ),
+    (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok\r\n",
+        False,
+        200,
+        b"ok",
+        None,
+        True,
+    ),  # a blank line after
 ]
 
 
@@ -200,6 +226,10 @@ def test_an_answer_in_any_pieces_reads_as_written_whole(
         (
             ([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"], False),
             "switched",
+        ),
+        (
+            ([b"HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + OK], False),
+            "declares a body",
         ),
     ],
 )
