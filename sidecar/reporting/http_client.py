@@ -3,8 +3,8 @@ origin, a Content-Length body, answers parsed by httptools (llhttp, the parser t
 
 Why not aiohttp, which the reporter still uses for https:// (TLS) and for URLs with credentials: the
 reporter runs on the proxy's own loop, and at saturation with 100 % sampling aiohttp's request
-machinery (a task, timers, and request, response and trace objects per POST, over several turns of
-the loop) cost the proxy about 3 us of CPU per traced request, some 10 % of its throughput
+machinery (a task, timers, request and response objects per POST, over several turns of the loop)
+cost the proxy about 3 us of CPU per traced request, some 10 % of its throughput
 (docs/performance.md). This client does one write and one parse per POST.
 
 It knows exactly whether a request reached the backend whole: `Failed.handed` is true once every byte
