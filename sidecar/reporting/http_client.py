@@ -74,8 +74,8 @@ class _Connection(asyncio.Protocol):
         self._unparsed = 0  # bytes read while the head was not yet whole
         self._stop: str | None = None  # why a callback stopped the parser
         self._head_done = False
-        self._framed = False  # a length or chunks: the answer does not end with the connection
-        self._framing: list[bytes] = []  # its Content-Length and Transfer-Encoding fields, lowercase
+        # Its Content-Length and Transfer-Encoding fields, lowercase; none: it ends with the connection.
+        self._framing: list[bytes] = []
         self._retry_after: str | None = None
         self._body: list[bytes] = []
         self._body_size = 0
@@ -142,8 +142,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._request is None:
             return
-        if self._head_done and not self._framed:
-            self._complete()  # an answer without a length ends with the connection (RFC 9112 6.3)
+        # An answer without a length ends with the connection (RFC 9112 6.3). One that has no body
+        # (1xx, 204, 304) has completed already, whatever its headers say.
+        if self._head_done and not self._framing:
+            self._complete()
         else:
             self._fail(f"{type(exc).__name__}: {exc}" if exc else "connection closed before the answer")
 
@@ -160,7 +162,6 @@ class _Connection(asyncio.Protocol):
         self._count(len(name) + len(value))
         lname = name.lower()
         if lname == b"content-length" or lname == b"transfer-encoding":
-            self._framed = True
             self._framing.append(lname + b":" + value.strip().lower())
         elif lname == b"retry-after":
             self._retry_after = value.decode("latin-1")
@@ -172,8 +173,6 @@ class _Connection(asyncio.Protocol):
             # A 1xx never has a body: one that declares it is read two ways (as the proxy's rule 10).
             self._stop = f"a {status} answer that declares a body"
             raise _Stop
-        if status < 200 or status in (204, 304):
-            self._framed = True  # no body, whatever the headers say
 
     def on_body(self, body: bytes) -> None:
         if self._body_size < MAX_BODY:
