@@ -1,13 +1,17 @@
 """A scriptable Zipkin collector for tests: per-request status and delay, records every POST.
 
 A script entry `(status, delay)` answers `status` after `delay` seconds; status `RESET` reads the
-request whole, then cuts the connection without answering.
+request whole, then cuts the connection without answering. `narrow_server` starts a raw backend with
+a small receive window, for bodies that cannot leave whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -53,3 +57,16 @@ class FakeCollector:
         app = web.Application()
         app.router.add_post("/api/v2/spans", self.handle)
         return app
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Coroutine[Any, Any, None]]
+
+
+async def narrow_server(handler: Handler) -> tuple[asyncio.Server, int]:
+    """A raw backend with a small receive window (and its port): a large body it does not read cannot
+    leave the sender whole, since the send buffer holds 4 MB at most."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(handler, sock=listener)
+    return server, listener.getsockname()[1]

@@ -4,8 +4,9 @@ keep-alive rules, and whether a failed request had left whole (`Failed.handed`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from sidecar.reporting import http_client
 from sidecar.reporting.http import HttpTransport
 from sidecar.reporting.http_client import MAX_BODY, MAX_HEAD, Answer, Failed, HttpClient
+from tests.reporting.fake_collector import narrow_server
 
 uvloop = pytest.importorskip("uvloop")
 
@@ -97,6 +99,15 @@ def head(backend: Backend, body: bytes) -> bytes:
     ).encode()
 
 
+@contextlib.contextmanager
+def client_of(port: int, limit: int = 4) -> Iterator[HttpClient]:
+    client = HttpClient("127.0.0.1", port, limit=limit)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
 async def post(client: HttpClient, backend: Backend, body: bytes = b"[]", timeout: float = 5.0) -> Answer:
     return await client.request(head(backend, body), body, timeout)
 
@@ -162,12 +173,9 @@ def test_answers(
 ) -> None:
     async def main(backend: Backend) -> None:
         backend.script = [([answer], close)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             assert await post(client, backend) == Answer(status, body, retry_after)
             assert await post(client, backend) == Answer(202, b"", None)  # the next one goes through
-        finally:
-            client.close()
         assert backend.connections == (1 if reused else 2)
 
     run(main)
@@ -175,15 +183,12 @@ def test_answers(
 
 def test_the_request_on_the_wire(run: Run) -> None:
     async def main(backend: Backend) -> None:
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
         body = b'[{"traceId":"1"}]'
-        try:
+        with client_of(backend.port) as client:
             await post(client, backend, body)
             # "Handed over" waits for an empty write buffer: asyncio says when, with limits of 0.
             ((conn,),) = [client._idle]
             assert conn.transport is not None and conn.transport.get_write_buffer_limits() == (0, 0)
-        finally:
-            client.close()
         ((_, got_head, got_body),) = backend.requests
         assert got_head == head(backend, body) and got_body == body
 
@@ -205,11 +210,8 @@ def test_an_answer_in_any_pieces_reads_as_written_whole(
         points = sorted({c for c in cuts if c < len(raw)})
         pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
         backend.script = [(pieces, False)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             assert await post(client, backend) == Answer(status, body, retry_after)
-        finally:
-            client.close()
 
     run(main)
 
@@ -236,14 +238,11 @@ def test_an_answer_in_any_pieces_reads_as_written_whole(
 def test_no_answer_after_the_whole_request(run: Run, entry: tuple[list[bytes], bool], reason: str) -> None:
     async def main(backend: Backend) -> None:
         backend.script = [entry]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             with pytest.raises(Failed, match=reason) as failed:
                 await post(client, backend)
             assert failed.value.handed
             assert await post(client, backend) == Answer(202, b"", None)  # on a new connection
-        finally:
-            client.close()
         assert backend.connections == 2
 
     run(main)
@@ -252,13 +251,10 @@ def test_no_answer_after_the_whole_request(run: Run, entry: tuple[list[bytes], b
 def test_no_answer_in_time(run: Run) -> None:
     async def main(backend: Backend) -> None:
         backend.script = [([HANG], False)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             with pytest.raises(Failed, match="TimeoutError") as failed:
                 await post(client, backend, timeout=0.2)
             assert failed.value.handed
-        finally:
-            client.close()
 
     run(main)
 
@@ -267,9 +263,11 @@ def test_refused_is_not_handed(run: Run) -> None:
     async def main(backend: Backend) -> None:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))  # bound, not listening: refused
-        client = HttpClient("127.0.0.1", sock.getsockname()[1], limit=4)
         try:
-            with pytest.raises(Failed, match="ConnectionRefusedError") as failed:
+            with (
+                client_of(sock.getsockname()[1]) as client,
+                pytest.raises(Failed, match="ConnectionRefusedError") as failed,
+            ):
                 await client.request(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", b"", 5.0)
             assert not failed.value.handed
         finally:
@@ -278,32 +276,21 @@ def test_refused_is_not_handed(run: Run) -> None:
     run(main)
 
 
-async def stalled_backend() -> tuple[asyncio.Server, int, list[socket.socket]]:
-    """Accepts and never reads, with a small window: a large body cannot leave whole."""
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    listener.bind(("127.0.0.1", 0))
-    held: list[socket.socket] = []
-
-    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.Event().wait()
-
-    server = await asyncio.start_server(hold, sock=listener)
-    return server, listener.getsockname()[1], held
+async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Accepts and never reads."""
+    await asyncio.Event().wait()
 
 
 def test_timeout_while_the_body_is_still_going_out_is_not_handed(run: Run) -> None:
     async def main(backend: Backend) -> None:
-        server, port, _ = await stalled_backend()
-        client = HttpClient("127.0.0.1", port, limit=4)
+        server, port = await narrow_server(hold)
         try:
-            with pytest.raises(Failed, match="TimeoutError") as failed:
+            with client_of(port) as client, pytest.raises(Failed, match="TimeoutError") as failed:
                 await client.request(
                     b"POST / HTTP/1.1\r\nContent-Length: 12000000\r\n\r\n", b"x" * 12_000_000, 0.3
                 )
             assert not failed.value.handed
         finally:
-            client.close()
             server.close()
 
     run(main)
@@ -324,18 +311,14 @@ def test_an_answer_before_the_body_is_read_settles_it_and_the_connection_is_drop
             await writer.drain()
             await asyncio.Event().wait()
 
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        listener.bind(("127.0.0.1", 0))
-        server = await asyncio.start_server(refuse, sock=listener)
-        client = HttpClient("127.0.0.1", listener.getsockname()[1], limit=4)
+        server, port = await narrow_server(refuse)
+        body = b"x" * 12_000_000
+        request = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body)
         try:
-            body = b"x" * 12_000_000
-            request = b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body)
-            assert (await client.request(request, body, 5.0)).status == 413
-            assert (await client.request(request, body, 5.0)).status == 413
+            with client_of(port) as client:
+                assert (await client.request(request, body, 5.0)).status == 413
+                assert (await client.request(request, body, 5.0)).status == 413
         finally:
-            client.close()
             server.close()
         assert connections == 2
 
@@ -345,12 +328,9 @@ def test_an_answer_before_the_body_is_read_settles_it_and_the_connection_is_drop
 def test_a_second_answer_in_the_same_read_drops_the_connection(run: Run) -> None:
     async def main(backend: Backend) -> None:
         backend.script = [([OK + OK], False)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             assert await post(client, backend) == Answer(202, b"", None)
             assert await post(client, backend) == Answer(202, b"", None)
-        finally:
-            client.close()
         assert backend.connections == 2
 
     run(main)
@@ -359,14 +339,11 @@ def test_a_second_answer_in_the_same_read_drops_the_connection(run: Run) -> None
 def test_an_idle_connection_the_backend_closed_is_not_used(run: Run) -> None:
     async def main(backend: Backend) -> None:
         backend.script = [([OK], True)]  # answers with keep-alive, then closes
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             await post(client, backend)
             while not all(c.closed for c in client._idle):  # the backend's FIN, seen while idle
                 await asyncio.sleep(0.01)
             assert await post(client, backend) == Answer(202, b"", None)
-        finally:
-            client.close()
         assert backend.connections == 2
 
     run(main)
@@ -375,12 +352,9 @@ def test_an_idle_connection_the_backend_closed_is_not_used(run: Run) -> None:
 def test_an_idle_connection_is_kept_only_so_long(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main(backend: Backend) -> None:
         monkeypatch.setattr(http_client, "KEEPALIVE", 0.0)
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             await post(client, backend)
             await post(client, backend)
-        finally:
-            client.close()
         assert backend.connections == 2
 
     run(main)
@@ -391,28 +365,22 @@ def test_limits_on_what_an_answer_may_hold(run: Run) -> None:
         big = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 10) + b"y" * (MAX_BODY + 10)
         huge_head = b"HTTP/1.1 200 OK\r\n" + b"X-Filler: " + b"z" * MAX_HEAD + b"\r\n\r\n"
         backend.script = [([big], False), ([huge_head], False)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             answer = await post(client, backend)
             assert answer.status == 200 and answer.body == b"y" * MAX_BODY
             with pytest.raises(Failed, match="answer head larger"):
                 await post(client, backend)
-        finally:
-            client.close()
 
     run(main)
 
 
 def test_concurrent_requests_use_their_own_connections_and_pool_them(run: Run) -> None:
     async def main(backend: Backend) -> None:
-        client = HttpClient("127.0.0.1", backend.port, limit=2)
-        try:
+        with client_of(backend.port, limit=2) as client:
             answers = await asyncio.gather(*(post(client, backend, b"[%d]" % i) for i in range(4)))
             assert all(a.status == 202 for a in answers)
             assert sorted(body for _, _, body in backend.requests) == [b"[%d]" % i for i in range(4)]
             assert len(client._idle) == 2  # the others were closed, not kept
-        finally:
-            client.close()
 
     run(main)
 
@@ -423,13 +391,10 @@ def test_a_head_that_never_ends_is_cut_off(run: Run) -> None:
     async def main(backend: Backend) -> None:
         endless = [b"HTTP/1.1 200 OK\r\nX-Filler: "] + [b"z" * 8192] * (MAX_HEAD // 8192 + 2) + [HANG]
         backend.script = [(endless, False)]
-        client = HttpClient("127.0.0.1", backend.port, limit=4)
-        try:
+        with client_of(backend.port) as client:
             with pytest.raises(Failed, match="answer head larger") as failed:
                 await post(client, backend)
             assert failed.value.handed
-        finally:
-            client.close()
 
     run(main)
 

@@ -20,7 +20,7 @@ from sidecar.reporting.reporter import MAX_INFLIGHT
 from sidecar.tracing import encode_proto
 from sidecar.tracing.encoding import JSON, PROTO
 from sidecar.tracing.span import Span
-from tests.reporting.fake_collector import RESET, FakeCollector
+from tests.reporting.fake_collector import RESET, FakeCollector, narrow_server
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -225,12 +225,8 @@ async def test_reset_while_the_body_is_written_is_sent_again(userinfo: str) -> N
         await reader.read()  # until the reporter closes its connection
         writer.close()
 
-    listener = socket.socket()
-    # A small receive window and a body of 12 MB: the send buffer (4 MB at most) cannot take it all.
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    listener.bind(("127.0.0.1", 0))
-    server = await asyncio.start_server(serve, sock=listener)
-    url = with_userinfo(f"http://127.0.0.1:{listener.getsockname()[1]}/api/v2/spans", userinfo)
+    server, port = await narrow_server(serve)  # a body of 12 MB cannot leave whole
+    url = with_userinfo(f"http://127.0.0.1:{port}/api/v2/spans", userinfo)
     spans = [orjson.dumps({"traceId": f"{i + 1:016x}", "name": f"s{i}" + "x" * 4_000_000}) for i in range(3)]
     reporter = Reporter(url, JSON, settings(request_timeout=10.0), rng=random.Random(1))
     await reporter.start()
